@@ -1,0 +1,365 @@
+//! Acknowledger stage: the no-loss rule and everything the worker tells SQS about a message.
+//!
+//! - [`AckGroup`] / [`AckToken`]: every document carries a token of its message's group. A token
+//!   is resolved as indexed or dead-lettered by the bulk sink; a token dropped unresolved (the
+//!   worker gave up on it, or is shutting down) marks the group failed. The message is deleted
+//!   only when the group drained with no failure.
+//! - [`Acknowledger`]: the registry of messages in flight, the heartbeat that extends their
+//!   visibility before it runs out (so SQS does not hand them to another task while they are being
+//!   worked on), delete, and release (visibility set to a short delay, or to 0 at shutdown, so
+//!   another task takes the message at once).
+//!
+//! Deletes are retried a few times and then given up: a message whose delete failed is
+//! redelivered, and the deterministic document ids make the second pass overwrite, not duplicate.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff;
+
+/// Outcome counts of one message's documents.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct GroupOutcome {
+    pub indexed: u64,
+    pub dead_lettered: u64,
+    /// At least one document was neither indexed nor dead-lettered: keep the message.
+    pub failed: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct AckGroup {
+    pending: AtomicUsize,
+    failed: AtomicBool,
+    indexed: AtomicU64,
+    dead_lettered: AtomicU64,
+    drained: Notify,
+}
+
+impl AckGroup {
+    /// A group with one pending reference held by its producer, released by [`AckGroup::wait`].
+    pub fn new() -> Arc<AckGroup> {
+        let g = AckGroup::default();
+        g.pending.store(1, Ordering::SeqCst);
+        Arc::new(g)
+    }
+
+    pub fn token(self: &Arc<Self>) -> AckToken {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        AckToken {
+            group: Some(self.clone()),
+        }
+    }
+
+    /// Call once, after the last token was handed out: waits until every token is resolved.
+    pub async fn wait(self: &Arc<Self>) -> GroupOutcome {
+        self.release();
+        while self.pending.load(Ordering::SeqCst) != 0 {
+            self.drained.notified().await;
+        }
+        GroupOutcome {
+            indexed: self.indexed.load(Ordering::SeqCst),
+            dead_lettered: self.dead_lettered.load(Ordering::SeqCst),
+            failed: self.failed.load(Ordering::SeqCst),
+        }
+    }
+
+    fn release(&self) {
+        if self.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // notify_one keeps a permit if the waiter is not parked yet.
+            self.drained.notify_one();
+        }
+    }
+}
+
+/// How a document left the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    Indexed,
+    DeadLettered,
+}
+
+/// One document's share of its message. Dropping it unresolved marks the message failed.
+#[derive(Debug)]
+pub struct AckToken {
+    group: Option<Arc<AckGroup>>,
+}
+
+impl AckToken {
+    pub fn resolve(mut self, how: Delivered) {
+        if let Some(g) = self.group.take() {
+            match how {
+                Delivered::Indexed => g.indexed.fetch_add(1, Ordering::SeqCst),
+                Delivered::DeadLettered => g.dead_lettered.fetch_add(1, Ordering::SeqCst),
+            };
+            g.release();
+        }
+    }
+
+    /// A token belonging to no message (benchmarks, tools).
+    pub fn detached() -> AckToken {
+        AckToken { group: None }
+    }
+}
+
+impl Drop for AckToken {
+    fn drop(&mut self) {
+        if let Some(g) = self.group.take() {
+            g.failed.store(true, Ordering::SeqCst);
+            g.release();
+        }
+    }
+}
+
+/// Messages in flight and the SQS calls that settle them.
+pub struct Acknowledger {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    visibility_timeout: i32,
+    /// message id → receipt handle.
+    in_flight: Mutex<HashMap<String, String>>,
+}
+
+impl Acknowledger {
+    pub fn new(sqs: aws_sdk_sqs::Client, queue_url: String, visibility_timeout: i32) -> Self {
+        Acknowledger {
+            sqs,
+            queue_url,
+            visibility_timeout,
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        // A panic while holding this lock cannot leave the map inconsistent: take it anyway.
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn track(&self, message_id: &str, receipt: &str) {
+        self.registry()
+            .insert(message_id.to_string(), receipt.to_string());
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.registry().len()
+    }
+
+    /// Forget a message without telling SQS: it reappears when its visibility timeout ends.
+    pub fn untrack(&self, message_id: &str) -> Option<String> {
+        self.registry().remove(message_id)
+    }
+
+    /// The message is done: delete it (a few tries; redelivery covers a lost delete).
+    pub async fn delete(&self, message_id: &str) {
+        let Some(receipt) = self.untrack(message_id) else {
+            return;
+        };
+        for attempt in 1..=3u32 {
+            match self
+                .sqs
+                .delete_message()
+                .queue_url(&self.queue_url)
+                .receipt_handle(&receipt)
+                .send()
+                .await
+            {
+                Ok(_) => return,
+                Err(e) => {
+                    let e = aws_sdk_sqs::error::DisplayErrorContext(e);
+                    tracing::warn!(message_id, attempt, error = %e, "delete_message failed");
+                    tokio::time::sleep(backoff::delay(
+                        attempt,
+                        Duration::from_millis(200),
+                        Duration::from_secs(2),
+                    ))
+                    .await;
+                }
+            }
+        }
+        tracing::error!(
+            message_id,
+            "giving up deleting the message; it will be redelivered and overwrite its documents"
+        );
+    }
+
+    /// Give the message back to the queue after `delay_secs` (0 = at once).
+    pub async fn release(&self, message_id: &str, delay_secs: i32) {
+        let Some(receipt) = self.untrack(message_id) else {
+            return;
+        };
+        for attempt in 1..=3u32 {
+            match self
+                .sqs
+                .change_message_visibility()
+                .queue_url(&self.queue_url)
+                .receipt_handle(&receipt)
+                .visibility_timeout(delay_secs)
+                .send()
+                .await
+            {
+                Ok(_) => return,
+                Err(e) => {
+                    let e = aws_sdk_sqs::error::DisplayErrorContext(e);
+                    tracing::warn!(message_id, attempt, error = %e, "releasing the message failed");
+                    tokio::time::sleep(backoff::delay(
+                        attempt,
+                        Duration::from_millis(200),
+                        Duration::from_secs(2),
+                    ))
+                    .await;
+                }
+            }
+        }
+    }
+
+    /// At shutdown: every message still in flight goes back to the queue at once.
+    pub async fn release_all(&self) {
+        let ids: Vec<String> = self.registry().keys().cloned().collect();
+        for chunk in ids.chunks(10) {
+            let entries: Vec<(String, String)> = {
+                let reg = self.registry();
+                chunk
+                    .iter()
+                    .filter_map(|id| reg.get(id).map(|r| (id.clone(), r.clone())))
+                    .collect()
+            };
+            self.change_visibility_batch(&entries, 0).await;
+            let mut reg = self.registry();
+            for (id, _) in &entries {
+                reg.remove(id);
+            }
+        }
+        if !ids.is_empty() {
+            tracing::info!(
+                released = ids.len(),
+                "unfinished messages returned to the queue"
+            );
+        }
+    }
+
+    /// Extends every tracked message's visibility to the full timeout, every third of it.
+    pub async fn heartbeat(self: Arc<Self>, stop: CancellationToken) {
+        let period = Duration::from_millis((self.visibility_timeout as u64 * 1000 / 3).max(500));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let entries: Vec<(String, String)> = self
+                .registry()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            for chunk in entries.chunks(10) {
+                self.change_visibility_batch(chunk, self.visibility_timeout)
+                    .await;
+            }
+            if !entries.is_empty() {
+                tracing::debug!(
+                    messages = entries.len(),
+                    visibility_timeout = self.visibility_timeout,
+                    "visibility extended"
+                );
+            }
+        }
+    }
+
+    async fn change_visibility_batch(&self, entries: &[(String, String)], timeout: i32) {
+        if entries.is_empty() {
+            return;
+        }
+        let batch: Vec<ChangeMessageVisibilityBatchRequestEntry> = entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, receipt))| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(format!("m{i}"))
+                    .receipt_handle(receipt)
+                    .visibility_timeout(timeout)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        for attempt in 1..=3u32 {
+            match self
+                .sqs
+                .change_message_visibility_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(batch.clone()))
+                .send()
+                .await
+            {
+                Ok(out) => {
+                    for f in out.failed() {
+                        tracing::warn!(
+                            entry = f.id(),
+                            code = f.code(),
+                            reason = f.message(),
+                            "visibility change refused"
+                        );
+                    }
+                    return;
+                }
+                Err(e) => {
+                    let e = aws_sdk_sqs::error::DisplayErrorContext(e);
+                    tracing::warn!(attempt, error = %e, "change_message_visibility_batch failed");
+                    tokio::time::sleep(backoff::delay(
+                        attempt,
+                        Duration::from_millis(200),
+                        Duration::from_secs(2),
+                    ))
+                    .await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn group_waits_for_all_tokens() {
+        let g = AckGroup::new();
+        let a = g.token();
+        let b = g.token();
+        let waiter = tokio::spawn({
+            let g = g.clone();
+            async move { g.wait().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        a.resolve(Delivered::Indexed);
+        b.resolve(Delivered::DeadLettered);
+        let out = waiter.await.unwrap();
+        assert_eq!(
+            out,
+            GroupOutcome {
+                indexed: 1,
+                dead_lettered: 1,
+                failed: false
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn dropped_token_fails_the_group() {
+        let g = AckGroup::new();
+        let t = g.token();
+        drop(t);
+        assert!(g.wait().await.failed);
+    }
+
+    #[tokio::test]
+    async fn empty_group_completes() {
+        assert_eq!(AckGroup::new().wait().await, GroupOutcome::default());
+    }
+}

@@ -1,0 +1,31 @@
+//! f4a-indexer: S3 objects announced on SQS, indexed into Elasticsearch at a rate the cluster
+//! can take.
+//!
+//! One module per pipeline stage, in the order data flows through them:
+//!
+//! | stage | module | owns |
+//! |---|---|---|
+//! | notification | [`notification`] | SQS body → objects (S3 event, SNS, EventBridge) |
+//! | object reader | [`object_reader`] | GetObject as a stream, gzip detection |
+//! | record decoder | [`decoder`] | bytes → records (NDJSON, concatenated, arrays, CloudWatch) |
+//! | normalizer | [`normalizer`] | `@timestamp`, provenance, collision rule, `_id`, index |
+//! | batcher | [`batcher`] | documents → bulk batches, bounded concurrency |
+//! | rate limiter | [`rate_limiter`] | token bucket every attempt passes |
+//! | bulk sink | [`bulk_sink`] | `_bulk`, retry decisions, dead-letter index |
+//! | acknowledger | [`acknowledger`] | ack groups, heartbeat, delete/release |
+//!
+//! [`pipeline`] wires them together and owns shutdown; [`config`] is the only place that reads
+//! the environment; [`telemetry`] sets up logs and traces; [`backoff`] is the shared retry delay.
+
+pub mod acknowledger;
+pub mod backoff;
+pub mod batcher;
+pub mod bulk_sink;
+pub mod config;
+pub mod decoder;
+pub mod normalizer;
+pub mod notification;
+pub mod object_reader;
+pub mod pipeline;
+pub mod rate_limiter;
+pub mod telemetry;

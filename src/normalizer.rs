@@ -1,0 +1,515 @@
+//! Normalizer stage: turns a decoded record into the document that is indexed.
+//!
+//! It owns four decisions, all documented in the README:
+//! - `@timestamp`: the first field of `TIMESTAMP_FIELDS` that parses (RFC 3339 / ISO 8601, epoch
+//!   seconds or milliseconds, as numbers or numeric strings), else the object's LastModified;
+//!   written as RFC 3339 UTC with milliseconds.
+//! - provenance in ECS names: `event.ingested`, `aws.s3.bucket.name`, `aws.s3.object.key`,
+//!   `log.offset`.
+//! - the collision rule, so that added fields never make a user's document unindexable: a
+//!   non-object value on a path the worker writes into becomes `{"value": <it>}` (`"event":
+//!   "login"` → `event.value`), and a user value at a leaf the worker sets is kept beside it as
+//!   `<leaf>_original` (`@timestamp_original`, `log.offset_original`). Dotted keys under those
+//!   roots (`"log.level"`) are merged into the same object.
+//! - the deterministic `_id` (bucket, key, object version or ETag, byte offset, sub-position) and
+//!   the target index (`ES_INDEX` rendered with `@timestamp`), so a redelivery overwrites.
+
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value};
+
+use crate::config::IndexPattern;
+use crate::decoder::{DeadRecord, Record};
+
+/// Roots the worker writes into; dotted user keys under them are expanded so both meet in one object.
+const OWNED_ROOTS: [&str; 3] = ["event", "log", "aws"];
+
+/// Where the records of one object come from.
+#[derive(Debug, Clone)]
+pub struct ObjectContext {
+    pub bucket: String,
+    pub key: String,
+    /// Version id, else ETag (quotes removed): a rewritten object gets new ids.
+    pub version: String,
+    pub last_modified: DateTime<Utc>,
+    /// `event.ingested`, fixed per object so that all its records carry the same value.
+    pub ingested: String,
+}
+
+/// A document ready to be encoded into a bulk request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalized {
+    pub index: String,
+    pub id: String,
+    pub source: Map<String, Value>,
+    /// No timestamp field parsed: `@timestamp` is the object's LastModified.
+    pub timestamp_fallback: bool,
+    /// A timestamp field was present but could not be parsed (kept, see the collision rule).
+    pub timestamp_invalid: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Normalizer {
+    index: IndexPattern,
+    dead_letter_index: String,
+    timestamp_fields: Vec<String>,
+}
+
+impl Normalizer {
+    pub fn new(
+        index: IndexPattern,
+        dead_letter_index: String,
+        timestamp_fields: Vec<String>,
+    ) -> Self {
+        Normalizer {
+            index,
+            dead_letter_index,
+            timestamp_fields,
+        }
+    }
+
+    pub fn dead_letter_index(&self) -> &str {
+        &self.dead_letter_index
+    }
+
+    pub fn normalize(&self, rec: Record, obj: &ObjectContext) -> Normalized {
+        let Record {
+            offset,
+            sub,
+            mut fields,
+            timestamp,
+        } = rec;
+        expand_owned_dotted_keys(&mut fields);
+
+        let mut timestamp_invalid = false;
+        let mut chosen: Option<(DateTime<Utc>, Option<&str>)> = timestamp.map(|t| (t, None));
+        if chosen.is_none() {
+            for name in &self.timestamp_fields {
+                let Some(v) = lookup(&fields, name) else {
+                    continue;
+                };
+                match parse_timestamp(v) {
+                    Some(t) => {
+                        chosen = Some((t, Some(name.as_str())));
+                        break;
+                    }
+                    None => timestamp_invalid = true,
+                }
+            }
+        }
+        let timestamp_fallback = chosen.is_none();
+        let (ts, from_field) = chosen.unwrap_or((obj.last_modified, None));
+        let ts_text = Value::String(ts.to_rfc3339_opts(SecondsFormat::Millis, true));
+        if from_field == Some("@timestamp") {
+            fields.insert("@timestamp".into(), ts_text);
+        } else {
+            set_leaf(&mut fields, "@timestamp", ts_text);
+        }
+
+        let event = object_at(&mut fields, "event");
+        set_leaf(event, "ingested", Value::String(obj.ingested.clone()));
+        let s3 = object_at(object_at(&mut fields, "aws"), "s3");
+        set_leaf(
+            object_at(s3, "bucket"),
+            "name",
+            Value::String(obj.bucket.clone()),
+        );
+        set_leaf(
+            object_at(s3, "object"),
+            "key",
+            Value::String(obj.key.clone()),
+        );
+        set_leaf(object_at(&mut fields, "log"), "offset", Value::from(offset));
+
+        Normalized {
+            index: self.index.render(ts),
+            id: document_id(obj, offset, sub),
+            source: fields,
+            timestamp_fallback,
+            timestamp_invalid,
+        }
+    }
+
+    /// The dead-letter document for a record that could not be decoded or was refused by the
+    /// cluster. The original travels as a string (`event.original`) so that it can never cause a
+    /// mapping conflict of its own in the dead-letter index.
+    pub fn dead_letter(&self, d: &DeadLetter<'_>) -> Normalized {
+        let mut error = Map::new();
+        error.insert("type".into(), Value::String(d.error_type.to_string()));
+        error.insert("message".into(), Value::String(d.reason.to_string()));
+        let mut fields = Map::new();
+        fields.insert(
+            "@timestamp".into(),
+            Value::String(Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)),
+        );
+        fields.insert("error".into(), Value::Object(error));
+        let event = object_at(&mut fields, "event");
+        event.insert("original".into(), Value::String(d.original.to_string()));
+        event.insert("ingested".into(), Value::String(d.obj.ingested.clone()));
+        let s3 = object_at(object_at(&mut fields, "aws"), "s3");
+        object_at(s3, "bucket").insert("name".into(), Value::String(d.obj.bucket.clone()));
+        object_at(s3, "object").insert("key".into(), Value::String(d.obj.key.clone()));
+        object_at(&mut fields, "log").insert("offset".into(), Value::from(d.offset));
+        let f4a = object_at(&mut fields, "f4a");
+        f4a.insert("stage".into(), Value::String(d.stage.to_string()));
+        if let Some(index) = d.target_index {
+            f4a.insert("target_index".into(), Value::String(index.to_string()));
+        }
+        Normalized {
+            index: self.dead_letter_index.clone(),
+            id: document_id(d.obj, d.offset, d.sub),
+            source: fields,
+            timestamp_fallback: false,
+            timestamp_invalid: false,
+        }
+    }
+
+    /// Dead-letter document for a record the decoder could not read.
+    pub fn undecodable(&self, dead: &DeadRecord, obj: &ObjectContext) -> Normalized {
+        self.dead_letter(&DeadLetter {
+            obj,
+            offset: dead.offset,
+            sub: None,
+            stage: "decode",
+            error_type: "decode_error",
+            reason: &dead.reason,
+            original: &dead.raw,
+            target_index: None,
+        })
+    }
+}
+
+/// Everything a dead-letter entry records.
+pub struct DeadLetter<'a> {
+    pub obj: &'a ObjectContext,
+    pub offset: u64,
+    pub sub: Option<u32>,
+    /// `decode` (the worker could not read it) or `index` (the cluster refused it).
+    pub stage: &'a str,
+    pub error_type: &'a str,
+    pub reason: &'a str,
+    pub original: &'a str,
+    pub target_index: Option<&'a str>,
+}
+
+/// 128-bit xxh3 of the record's coordinates, hex: stable across runs, versions and machines.
+pub fn document_id(obj: &ObjectContext, offset: u64, sub: Option<u32>) -> String {
+    let mut key = Vec::with_capacity(obj.bucket.len() + obj.key.len() + obj.version.len() + 24);
+    for part in [
+        obj.bucket.as_bytes(),
+        obj.key.as_bytes(),
+        obj.version.as_bytes(),
+    ] {
+        key.extend_from_slice(part);
+        key.push(0);
+    }
+    key.extend_from_slice(&offset.to_le_bytes());
+    if let Some(sub) = sub {
+        key.extend_from_slice(&sub.to_le_bytes());
+    }
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&key))
+}
+
+/// Top-level key first, then a dotted path through nested objects.
+fn lookup<'a>(fields: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    if let Some(v) = fields.get(name) {
+        return Some(v);
+    }
+    let mut parts = name.split('.');
+    let mut cur = fields.get(parts.next()?)?;
+    for p in parts {
+        cur = cur.as_object()?.get(p)?;
+    }
+    Some(cur)
+}
+
+/// The object at `map[key]`, created if absent; a non-object there moves to `map[key].value`.
+fn object_at<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
+    let slot = map
+        .entry(key.to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !slot.is_object() {
+        let old = slot.take();
+        let mut m = Map::new();
+        m.insert("value".into(), old);
+        *slot = Value::Object(m);
+    }
+    match slot {
+        Value::Object(m) => m,
+        _ => unreachable!("slot was just made an object"),
+    }
+}
+
+/// Sets a worker-owned leaf; a different user value there is kept as `<leaf>_original`.
+fn set_leaf(map: &mut Map<String, Value>, key: &str, value: Value) {
+    if let Some(old) = map.insert(key.to_string(), value) {
+        if map.get(key) != Some(&old) {
+            map.insert(format!("{key}_original"), old);
+        }
+    }
+}
+
+/// `"log.level": "info"` becomes `"log": {"level": "info"}` so that it and `log.offset` share one
+/// object (an object `log` and a dotted `log.x` in one document confuse some mappers).
+fn expand_owned_dotted_keys(fields: &mut Map<String, Value>) {
+    let dotted: Vec<String> = fields
+        .keys()
+        .filter(|k| {
+            k.split_once('.')
+                .is_some_and(|(root, rest)| OWNED_ROOTS.contains(&root) && !rest.is_empty())
+        })
+        .cloned()
+        .collect();
+    for key in dotted {
+        let mut parts: Vec<&str> = key.split('.').collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            continue;
+        }
+        let leaf = parts.pop().unwrap_or_default();
+        let Some(value) = fields.remove(&key) else {
+            continue;
+        };
+        let mut target = &mut *fields;
+        for p in parts {
+            target = object_at(target, p);
+        }
+        match target.get(leaf) {
+            // The same field spelled both ways: keep both rather than pick one.
+            Some(existing) if existing != &value => {
+                target.insert(format!("{leaf}_dotted"), value);
+            }
+            _ => {
+                target.insert(leaf.to_string(), value);
+            }
+        }
+    }
+}
+
+/// RFC 3339 / ISO 8601 strings (offset optional, `T` or space) and epoch numbers: below 1e11 they
+/// are seconds (fractions allowed), below 1e14 milliseconds, then microseconds, then nanoseconds.
+pub fn parse_timestamp(v: &Value) -> Option<DateTime<Utc>> {
+    match v {
+        Value::Number(n) => n.as_f64().and_then(from_epoch),
+        Value::String(s) => {
+            let s = s.trim();
+            if s.is_empty() {
+                return None;
+            }
+            if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+                return Some(t.to_utc());
+            }
+            for f in [
+                "%Y-%m-%dT%H:%M:%S%.f%z",
+                "%Y-%m-%d %H:%M:%S%.f%:z",
+                "%Y-%m-%d %H:%M:%S%.f%z",
+            ] {
+                if let Ok(t) = DateTime::parse_from_str(s, f) {
+                    return Some(t.to_utc());
+                }
+            }
+            let naive = s.strip_suffix('Z').unwrap_or(s);
+            for f in [
+                "%Y-%m-%dT%H:%M:%S%.f",
+                "%Y-%m-%d %H:%M:%S%.f",
+                "%Y-%m-%dT%H:%M",
+            ] {
+                if let Ok(t) = NaiveDateTime::parse_from_str(naive, f) {
+                    return Some(t.and_utc());
+                }
+            }
+            if s.bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+            {
+                return s.parse::<f64>().ok().and_then(from_epoch);
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+fn from_epoch(x: f64) -> Option<DateTime<Utc>> {
+    if !x.is_finite() {
+        return None;
+    }
+    let a = x.abs();
+    let units_per_sec = if a < 1e11 {
+        1.0
+    } else if a < 1e14 {
+        1e3
+    } else if a < 1e17 {
+        1e6
+    } else {
+        1e9
+    };
+    // Whole seconds and the remainder apart: one f64 product in nanoseconds loses the millis.
+    let secs = (x / units_per_sec).floor();
+    if !(-1e13..=1e13).contains(&secs) {
+        return None;
+    }
+    let rem_micros = ((x - secs * units_per_sec) * (1e6 / units_per_sec)).round();
+    let nanos = (rem_micros as u32).min(999_999) * 1000;
+    DateTime::from_timestamp(secs as i64, nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx() -> ObjectContext {
+        ObjectContext {
+            bucket: "b".into(),
+            key: "2026/11/24/10/obj".into(),
+            version: "etag1".into(),
+            last_modified: DateTime::parse_from_rfc3339("2026-11-20T08:00:00Z")
+                .unwrap()
+                .to_utc(),
+            ingested: "2026-11-24T10:00:01.000Z".into(),
+        }
+    }
+
+    fn norm() -> Normalizer {
+        let cfg = crate::config::Config::from_lookup(|k| {
+            (k == "SQS_QUEUE_URL").then(|| "http://localhost/q".to_string())
+        })
+        .unwrap();
+        Normalizer::new(cfg.es_index, cfg.dead_letter_index, cfg.timestamp_fields)
+    }
+
+    fn rec(v: Value) -> Record {
+        Record {
+            offset: 7,
+            sub: None,
+            fields: v.as_object().unwrap().clone(),
+            timestamp: None,
+        }
+    }
+
+    #[test]
+    fn timestamps() {
+        let t =
+            |v: Value| parse_timestamp(&v).map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
+        assert_eq!(
+            t(json!("2026-11-24T10:00:00.5+02:00")).unwrap(),
+            "2026-11-24T08:00:00.500Z"
+        );
+        assert_eq!(
+            t(json!("2026-11-24 10:00:00")).unwrap(),
+            "2026-11-24T10:00:00.000Z"
+        );
+        assert_eq!(
+            t(json!("2026-11-24T10:00:00.123+0000")).unwrap(),
+            "2026-11-24T10:00:00.123Z"
+        );
+        assert_eq!(t(json!(1764000000)).unwrap(), "2025-11-24T16:00:00.000Z");
+        assert_eq!(t(json!(1764000000.25)).unwrap(), "2025-11-24T16:00:00.250Z");
+        assert_eq!(
+            t(json!(1764000000123u64)).unwrap(),
+            "2025-11-24T16:00:00.123Z"
+        );
+        assert_eq!(
+            t(json!("1764000000123")).unwrap(),
+            "2025-11-24T16:00:00.123Z"
+        );
+        assert_eq!(t(json!("yesterday")), None);
+        assert_eq!(t(json!(true)), None);
+        assert_eq!(t(json!(1e300)), None);
+        assert_eq!(t(json!("")), None);
+    }
+
+    #[test]
+    fn adds_provenance_timestamp_index_and_stable_id() {
+        let n = norm().normalize(rec(json!({"ts": 1764000000123u64, "v": 1})), &ctx());
+        assert_eq!(n.index, "f4a-2025.11.24");
+        assert_eq!(n.source["@timestamp"], "2025-11-24T16:00:00.123Z");
+        assert_eq!(n.source["ts"], 1764000000123u64);
+        assert_eq!(n.source["event"]["ingested"], "2026-11-24T10:00:01.000Z");
+        assert_eq!(n.source["aws"]["s3"]["bucket"]["name"], "b");
+        assert_eq!(n.source["aws"]["s3"]["object"]["key"], "2026/11/24/10/obj");
+        assert_eq!(n.source["log"]["offset"], 7);
+        assert!(!n.timestamp_fallback);
+        let again = norm().normalize(rec(json!({"other": 2})), &ctx());
+        assert_eq!(again.id, n.id, "id depends on position, not content");
+        let mut moved = rec(json!({}));
+        moved.offset = 8;
+        assert_ne!(norm().normalize(moved, &ctx()).id, n.id);
+        assert_eq!(n.id.len(), 32);
+    }
+
+    #[test]
+    fn falls_back_to_last_modified() {
+        let n = norm().normalize(rec(json!({"x": 1})), &ctx());
+        assert!(n.timestamp_fallback);
+        assert_eq!(n.source["@timestamp"], "2026-11-20T08:00:00.000Z");
+        assert_eq!(n.index, "f4a-2026.11.20");
+    }
+
+    #[test]
+    fn collision_rule_keeps_user_values() {
+        let n = norm().normalize(
+            rec(json!({"event": "login", "log": "GET / 200", "aws": 1})),
+            &ctx(),
+        );
+        assert_eq!(n.source["event"]["value"], "login");
+        assert_eq!(n.source["event"]["ingested"], "2026-11-24T10:00:01.000Z");
+        assert_eq!(n.source["log"]["value"], "GET / 200");
+        assert_eq!(n.source["log"]["offset"], 7);
+        assert_eq!(n.source["aws"]["value"], 1);
+        assert_eq!(n.source["aws"]["s3"]["bucket"]["name"], "b");
+
+        let n = norm().normalize(
+            rec(json!({"log.level": "info", "event.action": "x", "aws": {"s3": "str"}})),
+            &ctx(),
+        );
+        assert_eq!(n.source["log"]["level"], "info");
+        assert!(n.source.get("log.level").is_none());
+        assert_eq!(n.source["event"]["action"], "x");
+        assert_eq!(n.source["aws"]["s3"]["value"], "str");
+
+        let n = norm().normalize(
+            rec(json!({"@timestamp": "yesterday", "log": {"offset": "x"}})),
+            &ctx(),
+        );
+        assert!(n.timestamp_invalid && n.timestamp_fallback);
+        assert_eq!(n.source["@timestamp"], "2026-11-20T08:00:00.000Z");
+        assert_eq!(n.source["@timestamp_original"], "yesterday");
+        assert_eq!(n.source["log"]["offset_original"], "x");
+
+        // A valid @timestamp is normalised in place, not duplicated.
+        let n = norm().normalize(rec(json!({"@timestamp": "2026-11-24T10:00:00Z"})), &ctx());
+        assert_eq!(n.source["@timestamp"], "2026-11-24T10:00:00.000Z");
+        assert!(n.source.get("@timestamp_original").is_none());
+    }
+
+    #[test]
+    fn source_timestamp_wins_and_dotted_lookup_works() {
+        let mut r = rec(json!({"ts": "garbage", "m": {"t": "2026-01-02T03:04:05Z"}}));
+        r.timestamp = DateTime::from_timestamp_millis(1_700_000_000_000);
+        assert_eq!(
+            norm().normalize(r, &ctx()).source["@timestamp"],
+            "2023-11-14T22:13:20.000Z"
+        );
+        let n = Normalizer::new(norm().index.clone(), "dl".into(), vec!["m.t".into()]);
+        assert_eq!(
+            n.normalize(rec(json!({"m": {"t": "2026-01-02T03:04:05Z"}})), &ctx())
+                .source["@timestamp"],
+            "2026-01-02T03:04:05.000Z"
+        );
+    }
+
+    #[test]
+    fn dead_letter_document() {
+        let d = DeadRecord {
+            offset: 3,
+            reason: "invalid JSON".into(),
+            raw: "{\"a\":".into(),
+        };
+        let n = norm().undecodable(&d, &ctx());
+        assert_eq!(n.index, "f4a-dead-letter");
+        assert_eq!(n.source["event"]["original"], "{\"a\":");
+        assert_eq!(n.source["error"]["message"], "invalid JSON");
+        assert_eq!(n.source["f4a"]["stage"], "decode");
+        assert_eq!(n.source["aws"]["s3"]["object"]["key"], "2026/11/24/10/obj");
+        assert_eq!(n.id, document_id(&ctx(), 3, None));
+    }
+}
