@@ -322,6 +322,7 @@ impl BulkSink {
                 Some(body),
                 None,
             )
+            .instrument(span.clone())
             .await;
         let outcome = match result {
             Err(e) => ResponseOutcome::RetryAll(if e.is_timeout() {
