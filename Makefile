@@ -1,0 +1,41 @@
+# Developer entry points. The local stack (LocalStack + osmem, no Docker) is
+# managed by scripts/stack.sh; see `scripts/stack.sh` for details.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+CARGO ?= cargo
+# Adjust test selection/threads here (or: make test TEST_CMD='cargo test foo').
+TEST_CMD ?= $(CARGO) test --all-targets -- --test-threads=4
+STACK := scripts/stack.sh
+
+.PHONY: stack stack-stop build test lint demo bench clean-stack
+
+stack:
+	$(STACK) install
+	$(STACK) start
+
+stack-stop:
+	$(STACK) stop
+
+build:
+	$(CARGO) build
+
+# Tests use the shared LocalStack and start their own osmem via $$OSMEM_BIN.
+test:
+	$(STACK) start
+	eval "$$($(STACK) env)" && $(TEST_CMD)
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+demo:
+	scripts/demo.sh
+
+bench:
+	@if [[ -x scripts/bench.sh ]]; then scripts/bench.sh; else echo "scripts/bench.sh not there yet"; fi
+
+# Stop the stack and delete its cache (venv, logs, LocalStack volume).
+clean-stack:
+	$(STACK) stop
+	rm -rf "$${F4A_CACHE:-$$HOME/.cache/f4a-indexer}"
