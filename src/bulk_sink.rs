@@ -34,6 +34,7 @@ use crate::acknowledger::Delivered;
 use crate::backoff;
 use crate::batcher::Doc;
 use crate::config::{Config, EsAuth};
+use crate::health::Health;
 use crate::normalizer::{DeadLetter, Normalizer};
 use crate::rate_limiter::RateLimiter;
 
@@ -80,6 +81,7 @@ pub struct BulkSink {
     normalizer: Arc<Normalizer>,
     initial_backoff: Duration,
     max_backoff: Duration,
+    health: Arc<Health>,
     pub stats: SinkStats,
 }
 
@@ -119,6 +121,7 @@ impl BulkSink {
         normalizer: Arc<Normalizer>,
         initial_backoff: Duration,
         max_backoff: Duration,
+        health: Arc<Health>,
     ) -> Self {
         BulkSink {
             client,
@@ -126,6 +129,7 @@ impl BulkSink {
             normalizer,
             initial_backoff,
             max_backoff,
+            health,
             stats: SinkStats::default(),
         }
     }
@@ -283,6 +287,30 @@ impl BulkSink {
         })
     }
 
+    /// `GET /` on the cluster: the readiness probe while no bulk request reports its state.
+    pub async fn probe(&self) {
+        let result = self
+            .client
+            .send::<Bytes, ()>(
+                Method::Get,
+                "/",
+                HeaderMap::new(),
+                None,
+                None,
+                Some(Duration::from_secs(5)),
+            )
+            .await;
+        let state = match result {
+            Ok(r) if r.status_code().is_success() => Ok(()),
+            Ok(r) => Err(format!(
+                "HTTP {} from the cluster",
+                r.status_code().as_u16()
+            )),
+            Err(e) => Err(format!("cluster unreachable: {e}")),
+        };
+        self.health.cluster_result(state);
+    }
+
     async fn send(&self, docs: &[Doc], rate_wait: Duration, attempt: u32) -> ResponseOutcome {
         let size: usize = docs.iter().map(|d| d.body.len()).sum();
         let mut body = BytesMut::with_capacity(size);
@@ -341,6 +369,10 @@ impl BulkSink {
                 }
             }
         };
+        match &outcome {
+            ResponseOutcome::RetryAll(reason) => self.health.cluster_result(Err(reason.clone())),
+            _ => self.health.cluster_result(Ok(())),
+        }
         if let ResponseOutcome::Items(items) = &outcome {
             let failures = items.iter().filter(|i| **i != ItemOutcome::Done).count();
             span.record("item_failures", failures);

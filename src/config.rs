@@ -4,6 +4,7 @@
 //! reported as a [`ConfigError`] naming the variable, the value and what is accepted; `main` turns
 //! it into exit code 2 before anything connects anywhere. Secrets are never echoed back.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -105,6 +106,8 @@ pub struct Config {
     pub max_record_bytes: usize,
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
+    /// `None` when `HEALTH_ADDR=off`.
+    pub health_addr: Option<SocketAddr>,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -261,6 +264,8 @@ impl Config {
             Some(other) => return Err(err("LOG_FORMAT", Some(other), "is unknown", "json, text")),
         };
 
+        let health_addr = health_addr(&get)?;
+
         Ok(Config {
             sqs_queue_url,
             aws_region: env
@@ -290,6 +295,7 @@ impl Config {
             max_record_bytes,
             shutdown_timeout,
             log_format,
+            health_addr,
         })
     }
 
@@ -299,6 +305,25 @@ impl Config {
             .rsplit('/')
             .find(|s| !s.is_empty())
             .unwrap_or(&self.sqs_queue_url)
+    }
+}
+
+/// `HEALTH_ADDR` alone, for the `healthcheck` subcommand (which needs nothing else).
+pub fn health_addr(
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    let env = Env { get };
+    match env.string("HEALTH_ADDR").as_deref() {
+        None => Ok(Some(SocketAddr::from(([0, 0, 0, 0], 8080)))),
+        Some("off") => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            err(
+                "HEALTH_ADDR",
+                Some(v),
+                "is not a socket address",
+                "host:port such as 0.0.0.0:8080, or off",
+            )
+        }),
     }
 }
 
@@ -456,6 +481,12 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.es_auth, EsAuth::None);
         assert_eq!(c.queue_name(), "q");
+        assert_eq!(c.health_addr, Some(SocketAddr::from(([0, 0, 0, 0], 8080))));
+        assert_eq!(cfg(&[("HEALTH_ADDR", "off")]).unwrap().health_addr, None);
+        assert_eq!(
+            cfg(&[("HEALTH_ADDR", "8080")]).unwrap_err().var,
+            "HEALTH_ADDR"
+        );
         let ts = chrono::DateTime::parse_from_rfc3339("2026-11-24T10:00:00Z")
             .unwrap()
             .to_utc();

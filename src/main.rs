@@ -9,7 +9,7 @@ use f4a_indexer::pipeline::{self, RunOptions};
 use f4a_indexer::telemetry;
 use tokio_util::sync::CancellationToken;
 
-const USAGE: &str = "usage: f4a-indexer [--exit-when-idle] | --version | --help
+const USAGE: &str = "usage: f4a-indexer [--exit-when-idle] | healthcheck | --version | --help
 Configuration comes from environment variables; see README.md.";
 
 fn main() -> ExitCode {
@@ -17,6 +17,7 @@ fn main() -> ExitCode {
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--exit-when-idle" => opts.exit_when_idle = true,
+            "healthcheck" => return healthcheck(),
             "--version" | "-V" => {
                 println!("f4a-indexer {}", env!("CARGO_PKG_VERSION"));
                 return ExitCode::SUCCESS;
@@ -67,6 +68,28 @@ fn main() -> ExitCode {
     // Blocking reader threads may still wait on a channel that is gone: do not wait for them.
     runtime.shutdown_background();
     code
+}
+
+/// For the container health check: GET /healthz on `HEALTH_ADDR`, exit 0 if healthy, else 1.
+fn healthcheck() -> ExitCode {
+    let addr = match f4a_indexer::config::health_addr(&|k| std::env::var(k).ok()) {
+        Ok(Some(addr)) => addr,
+        Ok(None) => {
+            eprintln!("f4a-indexer healthcheck: HEALTH_ADDR=off, nothing to check");
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            eprintln!("f4a-indexer healthcheck: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match f4a_indexer::health::check(addr) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(reason) => {
+            eprintln!("f4a-indexer healthcheck: unhealthy: {reason}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 async fn wait_for_signal(shutdown: CancellationToken) {

@@ -30,6 +30,7 @@ use crate::batcher::{self, BatchLimits, Doc};
 use crate::bulk_sink::{self, BulkSink};
 use crate::config::Config;
 use crate::decoder::{decode_frame, DeadRecord, Framer, Item};
+use crate::health::{self, Health};
 use crate::normalizer::{Normalizer, ObjectContext};
 use crate::notification::{self, Notification, ObjectRef};
 use crate::object_reader::{self, FetchError, SourceTap};
@@ -44,6 +45,7 @@ pub struct RunOptions {
 /// Shared by every message task.
 struct Ctx {
     cfg: Arc<Config>,
+    health: Arc<Health>,
     s3: aws_sdk_s3::Client,
     acks: Arc<Acknowledger>,
     normalizer: Arc<Normalizer>,
@@ -89,12 +91,28 @@ pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> 
         cfg.dead_letter_index.clone(),
         cfg.timestamp_fields.clone(),
     ));
+    // Stuck = no receive turn for a whole long poll plus a minute.
+    let health = Health::new(Duration::from_secs(cfg.sqs_wait_time_seconds as u64 + 60));
+    let background = CancellationToken::new();
+    if let Some(addr) = cfg.health_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("HEALTH_ADDR={addr}: cannot listen"))?;
+        tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "health endpoints on /healthz and /readyz");
+        tokio::spawn(health::serve(listener, health.clone(), background.clone()));
+    }
     let sink = Arc::new(BulkSink::new(
         es,
         RateLimiter::new(cfg.rate_limit_docs_per_sec, cfg.rate_limit_burst),
         normalizer.clone(),
         cfg.retry_initial_backoff,
         cfg.retry_max_backoff,
+        health.clone(),
+    ));
+    tokio::spawn(probe_cluster(
+        sink.clone(),
+        health.clone(),
+        background.clone(),
     ));
     // Twice a batch: the readers stay one batch ahead of the sink, and no further.
     let (docs_tx, docs_rx) = mpsc::channel(cfg.bulk_max_docs.saturating_mul(2).max(16));
@@ -110,10 +128,10 @@ pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> 
         cfg.sqs_queue_url.clone(),
         cfg.sqs_visibility_timeout_seconds,
     ));
-    let background = CancellationToken::new();
     let heartbeat = tokio::spawn(acks.clone().heartbeat(background.clone()));
     let ctx = Arc::new(Ctx {
         cfg: cfg.clone(),
+        health: health.clone(),
         s3,
         acks: acks.clone(),
         normalizer,
@@ -185,11 +203,14 @@ async fn receive_loop(
     let slots = Arc::new(Semaphore::new(cfg.max_in_flight_messages));
     let mut failures = 0u32;
     loop {
+        ctx.health.receive_turn();
         // Backpressure: no receive while MAX_IN_FLIGHT_MESSAGES are being worked on.
+        ctx.health.waiting_for_slots(slots.available_permits() == 0);
         let first = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             _ = shutdown.cancelled() => return,
         };
+        ctx.health.waiting_for_slots(false);
         let mut held: Vec<OwnedSemaphorePermit> = vec![first];
         while held.len() < cfg.sqs_max_messages as usize {
             match slots.clone().try_acquire_owned() {
@@ -220,13 +241,21 @@ async fn receive_loop(
         let messages = match result {
             Ok(out) => {
                 failures = 0;
+                ctx.health.sqs_result(Ok(()));
                 out.messages.unwrap_or_default()
             }
             Err(e) => {
                 failures += 1;
                 let delay =
                     backoff::delay(failures, Duration::from_secs(1), Duration::from_secs(30));
-                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), retry_in_ms = delay.as_millis() as u64, "receive_message failed");
+                let error = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
+                tracing::warn!(
+                    error,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "receive_message failed"
+                );
+                ctx.health
+                    .sqs_result(Err(format!("receive_message failed: {error}")));
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = shutdown.cancelled() => return,
@@ -527,6 +556,20 @@ fn encode_dead(
 ) -> Doc {
     let n = normalizer.undecodable(dead, meta);
     Doc::encode(n, meta.clone(), dead.offset, None, true, token)
+}
+
+/// Keeps the cluster's readiness state fresh while no bulk request reports it (an idle worker).
+async fn probe_cluster(sink: Arc<BulkSink>, health: Arc<Health>, stop: CancellationToken) {
+    const EVERY: Duration = Duration::from_secs(15);
+    loop {
+        if health.cluster_report_age() >= EVERY || health.readiness().1["cluster"] == "unknown" {
+            sink.probe().await;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(EVERY) => {}
+        }
+    }
 }
 
 /// One line every 30 s: documents read and indexed per second, messages in flight.

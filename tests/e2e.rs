@@ -427,3 +427,83 @@ async fn bad_configuration_exits_2_naming_the_variable() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_endpoints_and_healthcheck_subcommand() {
+    let w = World::new("health").await;
+    let mut env = w.env();
+    let health = env["HEALTH_ADDR"].clone();
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        let url = format!("http://{health}{path}");
+        let http = http.clone();
+        async move {
+            let r = http.get(url).send().await.ok()?;
+            let status = r.status().as_u16();
+            Some((status, r.json::<Value>().await.ok()?))
+        }
+    };
+    let mut worker = Worker::spawn(&env, &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        if let Some((200, body)) = get("/readyz").await {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ready; log:\n{}",
+            worker.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(get("/healthz").await.unwrap().0, 200);
+    let check = |addr: String| async move {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_f4a-indexer"))
+            .arg("healthcheck")
+            .env("HEALTH_ADDR", addr)
+            .output()
+            .await
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(check(health.clone()).await, Some(0));
+    assert_eq!(
+        check(format!("127.0.0.1:{}", free_port())).await,
+        Some(1),
+        "nothing listening"
+    );
+    worker.signal("TERM");
+    assert_eq!(worker.wait(Duration::from_secs(30)).await, 0);
+
+    // A cluster that does not answer: degraded, with the reason.
+    env.insert("ES_URL".into(), format!("http://127.0.0.1:{}", free_port()));
+    let mut worker = Worker::spawn(&env, &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        if let Some((503, body)) = get("/readyz").await {
+            if body["status"] == "degraded" {
+                break body;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never degraded; log:\n{}",
+            worker.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        body["cluster"].as_str().unwrap().contains("unreachable"),
+        "{body}"
+    );
+    assert_eq!(body["sqs"], "ok");
+    assert_eq!(
+        get("/healthz").await.unwrap().0,
+        200,
+        "alive while degraded"
+    );
+    worker.signal("TERM");
+    assert_eq!(worker.wait(Duration::from_secs(30)).await, 0);
+}

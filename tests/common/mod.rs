@@ -5,6 +5,8 @@
 //! `AWS_ENDPOINT_URL` (LocalStack) and `OSMEM_BIN` (the search server binary).
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -400,6 +402,7 @@ impl World {
             ("RETRY_MAX_BACKOFF_MS", "2000"),
             ("RATE_LIMIT_DOCS_PER_SEC", "0"),
             ("LOG_FORMAT", "text"),
+            ("HEALTH_ADDR", &format!("127.0.0.1:{}", free_port())),
             (
                 "RUST_LOG",
                 "info,aws=warn,aws_smithy_runtime=warn,aws_config=warn",

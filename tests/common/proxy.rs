@@ -1,0 +1,757 @@
+//! A fault-injecting HTTP/1.1 proxy between the worker (`ES_URL` = [`Proxy::url`]) and the search
+//! server, controlled at run time by the test through [`Proxy::state`].
+//!
+//! Written on raw tokio TCP so every fault is exact: whole-request 429/503 for a share of `_bulk`
+//! requests, per-item rewrites (429 `es_rejected_execution_exception`, 400
+//! `mapper_parsing_exception`, 409), responses delayed past the client timeout, connections reset
+//! mid-response, the cluster down (listener closed: connection refused; or accept-and-drop,
+//! counted), 401 for every request, an optional TLS front (self-signed certificate), and a sink
+//! mode that answers `_bulk` itself with all-201 items (for rates above what osmem takes).
+//!
+//! It counts connections, `_bulk` attempts, documents per attempt, attempts per document `_id`,
+//! and documents per one-second window (by arrival), so rate tests can assert on windows.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A fault for one document of a `_bulk` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemFault {
+    /// 429 `es_rejected_execution_exception`; the document is not forwarded.
+    Rejected,
+    /// 400 `mapper_parsing_exception` with this reason; the document is not forwarded.
+    MapperParsing(String),
+    /// 409 `version_conflict_engine_exception`; the document *is* forwarded (and indexed).
+    Conflict,
+}
+
+/// What the item rule sees of one document.
+pub struct ItemCtx<'a> {
+    pub id: &'a str,
+    pub index: &'a str,
+    pub source: &'a Value,
+    /// How many `_bulk` attempts carried this id before, this one excluded.
+    pub previous_attempts: u32,
+}
+
+pub type ItemRule = Arc<dyn Fn(&ItemCtx<'_>) -> Option<ItemFault> + Send + Sync>;
+
+/// How the "cluster down" fault behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownMode {
+    /// The listener is closed: connection refused.
+    Refuse,
+    /// Connections are accepted and closed at once (counted in `dropped_connections`).
+    AcceptAndDrop,
+}
+
+/// Controls and counters, shared with the proxy's tasks.
+pub struct ProxyState {
+    upstream: String,
+    started: Instant,
+    // --- controls ---
+    /// Share (per mille) of `_bulk` requests answered with a whole-request error.
+    pub bulk_fail_permille: AtomicU32,
+    /// Status for those: 429, 503, or 0 to alternate 429/503.
+    pub bulk_fail_status: AtomicU32,
+    item_rule: Mutex<Option<ItemRule>>,
+    /// Delay before a `_bulk` response is written (after forwarding).
+    pub bulk_delay_ms: AtomicU64,
+    /// Share (per mille) of `_bulk` responses cut by a TCP reset mid-body (after forwarding).
+    pub reset_permille: AtomicU32,
+    /// Answer every request with 401 (forwarding nothing).
+    pub unauthorized: AtomicBool,
+    /// Answer `_bulk` here with all-201 items, forwarding nothing.
+    pub sink: AtomicBool,
+    down: Mutex<Option<(Instant, DownMode)>>,
+    // --- counters ---
+    pub connections: AtomicU64,
+    pub dropped_connections: AtomicU64,
+    pub requests: AtomicU64,
+    pub bulk_requests: AtomicU64,
+    pub bulk_failed_injected: AtomicU64,
+    pub bulk_docs: AtomicU64,
+    pub items_faulted: AtomicU64,
+    pub resets: AtomicU64,
+    /// `_id` → times a `_bulk` request carried it.
+    attempts_by_id: Mutex<HashMap<String, u32>>,
+    /// `_id` → arrival times (ms since start) of the requests carrying it.
+    attempt_times: Mutex<HashMap<String, Vec<u64>>>,
+    /// Second since start → documents that arrived in `_bulk` requests in that second.
+    docs_by_second: Mutex<BTreeMap<u64, u64>>,
+    /// Second since start → `_bulk` requests that arrived in that second.
+    bulk_by_second: Mutex<BTreeMap<u64, u64>>,
+    /// Authorization headers seen (tests check secrets are sent only where they belong).
+    pub auth_headers: Mutex<Vec<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ProxyState {
+    pub fn set_item_rule(
+        &self,
+        rule: impl Fn(&ItemCtx<'_>) -> Option<ItemFault> + Send + Sync + 'static,
+    ) {
+        *lock(&self.item_rule) = Some(Arc::new(rule));
+    }
+
+    pub fn clear_item_rule(&self) {
+        *lock(&self.item_rule) = None;
+    }
+
+    /// A share of `_bulk` requests fails with `status` (0 = alternate 429 and 503).
+    pub fn fail_bulk(&self, permille: u32, status: u32) {
+        self.bulk_fail_status.store(status, Ordering::SeqCst);
+        self.bulk_fail_permille.store(permille, Ordering::SeqCst);
+    }
+
+    pub fn set_delay(&self, d: Duration) {
+        self.bulk_delay_ms
+            .store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// The cluster is down for `d` from now.
+    pub fn down_for(&self, d: Duration, mode: DownMode) {
+        *lock(&self.down) = Some((Instant::now() + d, mode));
+    }
+
+    pub fn is_down(&self) -> Option<DownMode> {
+        let mut g = lock(&self.down);
+        match *g {
+            Some((until, mode)) if Instant::now() < until => Some(mode),
+            Some(_) => {
+                *g = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub fn attempts_by_id(&self) -> HashMap<String, u32> {
+        lock(&self.attempts_by_id).clone()
+    }
+
+    pub fn attempt_times(&self) -> HashMap<String, Vec<u64>> {
+        lock(&self.attempt_times).clone()
+    }
+
+    /// Documents per one-second window since the proxy started, empty windows included,
+    /// from the first to the last window that saw a document.
+    pub fn docs_per_second(&self) -> Vec<u64> {
+        dense(&lock(&self.docs_by_second))
+    }
+
+    pub fn bulk_per_second(&self) -> Vec<u64> {
+        dense(&lock(&self.bulk_by_second))
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn bulk_requests(&self) -> u64 {
+        self.bulk_requests.load(Ordering::SeqCst)
+    }
+
+    /// Resets every counter (controls are left as they are).
+    pub fn reset_counters(&self) {
+        for c in [
+            &self.connections,
+            &self.dropped_connections,
+            &self.requests,
+            &self.bulk_requests,
+            &self.bulk_failed_injected,
+            &self.bulk_docs,
+            &self.items_faulted,
+            &self.resets,
+        ] {
+            c.store(0, Ordering::SeqCst);
+        }
+        lock(&self.attempts_by_id).clear();
+        lock(&self.attempt_times).clear();
+        lock(&self.docs_by_second).clear();
+        lock(&self.bulk_by_second).clear();
+    }
+}
+
+fn dense(m: &BTreeMap<u64, u64>) -> Vec<u64> {
+    let (Some(first), Some(last)) = (m.keys().next(), m.keys().next_back()) else {
+        return vec![];
+    };
+    (*first..=*last)
+        .map(|s| m.get(&s).copied().unwrap_or(0))
+        .collect()
+}
+
+/// The proxy; stops when dropped.
+pub struct Proxy {
+    pub url: String,
+    pub addr: SocketAddr,
+    pub state: Arc<ProxyState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A TLS identity for [`Proxy::start_tls`]: the server certificate and key, both PEM.
+pub struct TlsIdentity {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl TlsIdentity {
+    /// A self-signed certificate for `localhost` and 127.0.0.1.
+    pub fn self_signed() -> TlsIdentity {
+        let ck = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+        ])
+        .expect("self-signed certificate");
+        TlsIdentity {
+            cert_pem: ck.cert.pem(),
+            key_pem: ck.key_pair.serialize_pem(),
+        }
+    }
+
+    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = vec![CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
+        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+    }
+}
+
+trait Conn: AsyncRead + AsyncWrite + Unpin + Send {
+    fn tcp(&self) -> &TcpStream;
+}
+impl Conn for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+impl Conn for tokio_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+impl Proxy {
+    /// A plain HTTP proxy to `upstream` (e.g. the osmem URL) on a free port.
+    pub async fn start(upstream: &str) -> Proxy {
+        Self::start_inner(upstream, None).await
+    }
+
+    /// The same behind TLS with `identity`'s certificate (`url` is `https://localhost:port`).
+    pub async fn start_tls(upstream: &str, identity: &TlsIdentity) -> Proxy {
+        Self::start_inner(upstream, Some(identity.acceptor())).await
+    }
+
+    async fn start_inner(upstream: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(ProxyState {
+            upstream: upstream.trim_end_matches('/').to_string(),
+            started: Instant::now(),
+            bulk_fail_permille: AtomicU32::new(0),
+            bulk_fail_status: AtomicU32::new(0),
+            item_rule: Mutex::new(None),
+            bulk_delay_ms: AtomicU64::new(0),
+            reset_permille: AtomicU32::new(0),
+            unauthorized: AtomicBool::new(false),
+            sink: AtomicBool::new(false),
+            down: Mutex::new(None),
+            connections: AtomicU64::new(0),
+            dropped_connections: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            bulk_requests: AtomicU64::new(0),
+            bulk_failed_injected: AtomicU64::new(0),
+            bulk_docs: AtomicU64::new(0),
+            items_faulted: AtomicU64::new(0),
+            resets: AtomicU64::new(0),
+            attempts_by_id: Mutex::new(HashMap::new()),
+            attempt_times: Mutex::new(HashMap::new()),
+            docs_by_second: Mutex::new(BTreeMap::new()),
+            bulk_by_second: Mutex::new(BTreeMap::new()),
+            auth_headers: Mutex::new(Vec::new()),
+        });
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap();
+        let task = tokio::spawn(accept_loop(listener, addr, state.clone(), http, tls.clone()));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let host = if tls.is_some() {
+            "localhost".to_string()
+        } else {
+            "127.0.0.1".to_string()
+        };
+        Proxy {
+            url: format!("{scheme}://{host}:{}", addr.port()),
+            addr,
+            state,
+            task,
+        }
+    }
+}
+
+async fn accept_loop(
+    mut listener: TcpListener,
+    addr: SocketAddr,
+    state: Arc<ProxyState>,
+    http: reqwest::Client,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    loop {
+        if state.is_down() == Some(DownMode::Refuse) {
+            drop(listener);
+            while state.is_down() == Some(DownMode::Refuse) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            listener = loop {
+                match TcpListener::bind(addr).await {
+                    Ok(l) => break l,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            };
+        }
+        // Wake up now and then to notice a Refuse period.
+        let accepted =
+            match tokio::time::timeout(Duration::from_millis(100), listener.accept()).await {
+                Err(_) => continue,
+                Ok(Err(_)) => continue,
+                Ok(Ok((s, _))) => s,
+            };
+        state.connections.fetch_add(1, Ordering::SeqCst);
+        if state.is_down().is_some() {
+            state.dropped_connections.fetch_add(1, Ordering::SeqCst);
+            let _ = accepted.set_linger(Some(Duration::ZERO));
+            drop(accepted);
+            continue;
+        }
+        let (state, http, tls) = (state.clone(), http.clone(), tls.clone());
+        tokio::spawn(async move {
+            let _ = accepted.set_nodelay(true);
+            match tls {
+                None => serve_conn(accepted, state, http).await,
+                Some(acceptor) => {
+                    if let Ok(Ok(s)) =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(accepted))
+                            .await
+                    {
+                        serve_conn(s, state, http).await
+                    }
+                }
+            }
+        });
+    }
+}
+
+struct Request {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one request; `None` when the client closed the connection.
+async fn read_request<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Option<Request> {
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+        let mut chunk = [0u8; 16 * 1024];
+        let n = s.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    buf.drain(..head_end + 4);
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next()?.split(' ');
+    let (method, target) = (first.next()?.to_string(), first.next()?.to_string());
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut req = Request {
+        method,
+        target,
+        headers,
+        body: Vec::new(),
+    };
+    let chunked = req
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    if chunked {
+        loop {
+            let line_end = loop {
+                if let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
+                    break p;
+                }
+                read_more(s, buf).await?;
+            };
+            let size_text = String::from_utf8_lossy(&buf[..line_end]).into_owned();
+            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+            buf.drain(..line_end + 2);
+            while buf.len() < size + 2 {
+                read_more(s, buf).await?;
+            }
+            req.body.extend_from_slice(&buf[..size]);
+            buf.drain(..size + 2);
+            if size == 0 {
+                break;
+            }
+        }
+    } else {
+        let len: usize = req
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        while buf.len() < len {
+            read_more(s, buf).await?;
+        }
+        req.body = buf.drain(..len).collect();
+    }
+    Some(req)
+}
+
+async fn read_more<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Option<()> {
+    let mut chunk = [0u8; 64 * 1024];
+    let n = s.read(&mut chunk).await.ok()?;
+    if n == 0 {
+        return None;
+    }
+    buf.extend_from_slice(&chunk[..n]);
+    Some(())
+}
+
+struct Reply {
+    status: u16,
+    body: Vec<u8>,
+    /// Cut the connection with a reset after writing part of the body.
+    reset: bool,
+    delay: Duration,
+}
+
+impl Reply {
+    fn json(status: u16, v: Value) -> Reply {
+        Reply {
+            status,
+            body: v.to_string().into_bytes(),
+            reset: false,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+async fn serve_conn<S: Conn>(mut s: S, state: Arc<ProxyState>, http: reqwest::Client) {
+    let mut buf = Vec::new();
+    loop {
+        let Some(req) = read_request(&mut s, &mut buf).await else {
+            return;
+        };
+        state.requests.fetch_add(1, Ordering::SeqCst);
+        if state.is_down().is_some() {
+            let _ = s.tcp().set_linger(Some(Duration::ZERO));
+            return;
+        }
+        if let Some(a) = req.header("authorization") {
+            lock(&state.auth_headers).push(a.to_string());
+        }
+        let reply = handle(&req, &state, &http).await;
+        if !reply.delay.is_zero() {
+            tokio::time::sleep(reply.delay).await;
+        }
+        let reason = match reply.status {
+            200 => "OK",
+            201 => "Created",
+            401 => "Unauthorized",
+            429 => "Too Many Requests",
+            503 => "Service Unavailable",
+            _ => "Status",
+        };
+        let head = format!(
+            "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            reply.status,
+            reply.body.len()
+        );
+        if reply.reset {
+            state.resets.fetch_add(1, Ordering::SeqCst);
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(&reply.body[..reply.body.len() / 2]).await;
+            let _ = s.flush().await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let _ = s.tcp().set_linger(Some(Duration::ZERO));
+            return;
+        }
+        let mut out = head.into_bytes();
+        out.extend_from_slice(&reply.body);
+        if s.write_all(&out).await.is_err() || s.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn chance(permille: u32) -> bool {
+    permille > 0 && fastrand::u32(0..1000) < permille
+}
+
+async fn forward(
+    http: &reqwest::Client,
+    state: &ProxyState,
+    req: &Request,
+    body: Vec<u8>,
+) -> Result<(u16, Vec<u8>), String> {
+    let method = reqwest::Method::from_bytes(req.method.as_bytes()).map_err(|e| e.to_string())?;
+    let mut r = http.request(method, format!("{}{}", state.upstream, req.target));
+    if let Some(ct) = req.header("content-type") {
+        r = r.header("content-type", ct);
+    }
+    if !body.is_empty() || req.method == "POST" || req.method == "PUT" {
+        r = r.body(body);
+    }
+    let resp = r.send().await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+    Ok((status, bytes.to_vec()))
+}
+
+async fn handle(req: &Request, state: &ProxyState, http: &reqwest::Client) -> Reply {
+    if state.unauthorized.load(Ordering::SeqCst) {
+        return Reply::json(
+            401,
+            json!({"error": {"type": "security_exception", "reason": "missing authentication credentials"}, "status": 401}),
+        );
+    }
+    let path = req.target.split('?').next().unwrap_or("");
+    if !(req.method == "POST" && path.ends_with("/_bulk")) {
+        return match forward(http, state, req, req.body.clone()).await {
+            Ok((status, body)) => Reply {
+                status,
+                body,
+                reset: false,
+                delay: Duration::ZERO,
+            },
+            Err(e) => Reply::json(502, json!({"error": e})),
+        };
+    }
+    handle_bulk(req, state, http).await
+}
+
+/// One `index` operation of a bulk body.
+struct Op<'a> {
+    action: &'a [u8],
+    source: &'a [u8],
+    id: String,
+    index: String,
+}
+
+fn parse_ops(body: &[u8]) -> Vec<Op<'_>> {
+    let lines: Vec<&[u8]> = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines
+        .chunks(2)
+        .map(|pair| {
+            let action: Value = serde_json::from_slice(pair[0]).unwrap_or(Value::Null);
+            let meta = action
+                .as_object()
+                .and_then(|o| o.values().next())
+                .cloned()
+                .unwrap_or(Value::Null);
+            Op {
+                action: pair[0],
+                source: pair.get(1).copied().unwrap_or(b"{}"),
+                id: meta["_id"].as_str().unwrap_or("").to_string(),
+                index: meta["_index"].as_str().unwrap_or("").to_string(),
+            }
+        })
+        .collect()
+}
+
+fn fault_item(f: &ItemFault) -> Value {
+    match f {
+        ItemFault::Rejected => json!({"index": {"status": 429, "error": {
+            "type": "es_rejected_execution_exception",
+            "reason": "rejected execution of coordinating operation [injected by the test proxy]"}}}),
+        ItemFault::MapperParsing(reason) => json!({"index": {"status": 400, "error": {
+            "type": "mapper_parsing_exception", "reason": reason}}}),
+        ItemFault::Conflict => json!({"index": {"status": 409, "error": {
+            "type": "version_conflict_engine_exception",
+            "reason": "document already exists [injected by the test proxy]"}}}),
+    }
+}
+
+async fn handle_bulk(req: &Request, state: &ProxyState, http: &reqwest::Client) -> Reply {
+    let ops = parse_ops(&req.body);
+    let now_s = state.started.elapsed().as_secs();
+    let now_ms = state.started.elapsed().as_millis() as u64;
+    state.bulk_requests.fetch_add(1, Ordering::SeqCst);
+    state
+        .bulk_docs
+        .fetch_add(ops.len() as u64, Ordering::SeqCst);
+    *lock(&state.docs_by_second).entry(now_s).or_default() += ops.len() as u64;
+    *lock(&state.bulk_by_second).entry(now_s).or_default() += 1;
+    let previous: Vec<u32> = {
+        let mut by_id = lock(&state.attempts_by_id);
+        let mut times = lock(&state.attempt_times);
+        ops.iter()
+            .map(|op| {
+                times.entry(op.id.clone()).or_default().push(now_ms);
+                let c = by_id.entry(op.id.clone()).or_default();
+                *c += 1;
+                *c - 1
+            })
+            .collect()
+    };
+    let delay = Duration::from_millis(state.bulk_delay_ms.load(Ordering::SeqCst));
+    if chance(state.bulk_fail_permille.load(Ordering::SeqCst)) {
+        state.bulk_failed_injected.fetch_add(1, Ordering::SeqCst);
+        let status = match state.bulk_fail_status.load(Ordering::SeqCst) {
+            0 => {
+                if fastrand::bool() {
+                    429
+                } else {
+                    503
+                }
+            }
+            s => s as u16,
+        };
+        let mut r = Reply::json(
+            status,
+            json!({"error": {"type": if status == 429 {"es_rejected_execution_exception"} else {"unavailable_shards_exception"},
+                "reason": "injected by the test proxy"}, "status": status}),
+        );
+        r.delay = delay;
+        return r;
+    }
+    if state.sink.load(Ordering::SeqCst) {
+        let items: Vec<Value> = ops
+            .iter()
+            .map(|_| json!({"index": {"status": 201}}))
+            .collect();
+        let mut r = Reply::json(200, json!({"errors": false, "items": items}));
+        r.delay = delay;
+        return r;
+    }
+    let rule = lock(&state.item_rule).clone();
+    let faults: Vec<Option<ItemFault>> = ops
+        .iter()
+        .zip(&previous)
+        .map(|(op, prev)| {
+            let rule = rule.as_ref()?;
+            let source: Value = serde_json::from_slice(op.source).unwrap_or(Value::Null);
+            rule(&ItemCtx {
+                id: &op.id,
+                index: &op.index,
+                source: &source,
+                previous_attempts: *prev,
+            })
+        })
+        .collect();
+    // Forward every document except those the fault keeps from the cluster.
+    let mut fwd = Vec::with_capacity(req.body.len());
+    for (op, f) in ops.iter().zip(&faults) {
+        if matches!(f, None | Some(ItemFault::Conflict)) {
+            fwd.extend_from_slice(op.action);
+            fwd.push(b'\n');
+            fwd.extend_from_slice(op.source);
+            fwd.push(b'\n');
+        }
+    }
+    let any_faults = faults.iter().any(Option::is_some);
+    let (status, body) = if fwd.is_empty() && !ops.is_empty() {
+        (200, br#"{"errors":false,"items":[]}"#.to_vec())
+    } else {
+        match forward(http, state, req, fwd).await {
+            Ok(x) => x,
+            Err(e) => (502, json!({"error": e}).to_string().into_bytes()),
+        }
+    };
+    let mut reply = if !any_faults || !(200..300).contains(&status) {
+        Reply {
+            status,
+            body,
+            reset: false,
+            delay,
+        }
+    } else {
+        // Merge: faulted items from here, the others from the cluster's answer in order.
+        let upstream: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let mut up_items = upstream["items"].as_array().cloned().unwrap_or_default().into_iter();
+        let mut errors = false;
+        let items: Vec<Value> = faults
+            .iter()
+            .map(|f| {
+                let cluster_item = match f {
+                    Some(ItemFault::Conflict) | None => up_items.next(),
+                    _ => None,
+                };
+                match f {
+                    Some(f) => {
+                        state.items_faulted.fetch_add(1, Ordering::SeqCst);
+                        errors = true;
+                        fault_item(f)
+                    }
+                    None => {
+                        let item =
+                            cluster_item.unwrap_or_else(|| json!({"index": {"status": 201}}));
+                        if item["index"]["status"].as_u64().unwrap_or(0) >= 300 {
+                            errors = true;
+                        }
+                        item
+                    }
+                }
+            })
+            .collect();
+        Reply {
+            status: 200,
+            body: json!({"errors": errors, "items": items})
+                .to_string()
+                .into_bytes(),
+            reset: false,
+            delay,
+        }
+    };
+    if chance(state.reset_permille.load(Ordering::SeqCst)) {
+        reply.reset = true;
+    }
+    reply
+}
