@@ -53,7 +53,12 @@ struct Refused {
 pub enum ItemOutcome {
     Done,
     Retry(String),
-    Reject { error_type: String, reason: String },
+    /// Retry, and the cluster said it is overloaded (429, `es_rejected_execution_exception`).
+    Overloaded(String),
+    Reject {
+        error_type: String,
+        reason: String,
+    },
 }
 
 /// What to do with a whole request after an attempt.
@@ -61,6 +66,8 @@ pub enum ItemOutcome {
 pub enum ResponseOutcome {
     Items(Vec<ItemOutcome>),
     RetryAll(String),
+    /// Retry everything, and slow down: the cluster answered 429.
+    Overloaded(String),
     /// The request itself was refused (400, 413): split it to isolate the cause.
     Split(String),
 }
@@ -83,6 +90,13 @@ pub struct BulkSink {
     max_backoff: Duration,
     health: Arc<Health>,
     pub stats: SinkStats,
+}
+
+impl BulkSink {
+    /// Documents per second currently allowed, after adaptive decreases (`None` = unlimited).
+    pub fn effective_rate(&self) -> Option<f64> {
+        self.limiter.effective_rate()
+    }
 }
 
 /// The official client, configured from `ES_*`: one node, auth, TLS verification, timeout.
@@ -206,10 +220,11 @@ impl BulkSink {
                     .await;
                 }
                 attempt += 1;
-                let waited = self.limiter.acquire(pending.len()).await;
+                let bytes: usize = pending.iter().map(|d| d.body.len()).sum();
+                let waited = self.limiter.acquire(pending.len(), bytes).await;
                 let outcome = self.send(&pending, waited, attempt).await;
                 match outcome {
-                    ResponseOutcome::RetryAll(reason) => {
+                    ResponseOutcome::RetryAll(reason) | ResponseOutcome::Overloaded(reason) => {
                         self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(
                             docs = pending.len(),
@@ -258,7 +273,7 @@ impl BulkSink {
                                     counter.fetch_add(1, Ordering::Relaxed);
                                     doc.ack.resolve(how);
                                 }
-                                ItemOutcome::Retry(reason) => {
+                                ItemOutcome::Retry(reason) | ItemOutcome::Overloaded(reason) => {
                                     first_retry_reason.get_or_insert(reason);
                                     retry.push(doc);
                                 }
@@ -370,8 +385,20 @@ impl BulkSink {
             }
         };
         match &outcome {
-            ResponseOutcome::RetryAll(reason) => self.health.cluster_result(Err(reason.clone())),
+            ResponseOutcome::RetryAll(reason) | ResponseOutcome::Overloaded(reason) => {
+                self.health.cluster_result(Err(reason.clone()))
+            }
             _ => self.health.cluster_result(Ok(())),
+        }
+        let overloaded = match &outcome {
+            ResponseOutcome::Overloaded(_) => true,
+            ResponseOutcome::Items(items) => items
+                .iter()
+                .any(|i| matches!(i, ItemOutcome::Overloaded(_))),
+            _ => false,
+        };
+        if overloaded {
+            self.limiter.overloaded();
         }
         if let ResponseOutcome::Items(items) = &outcome {
             let failures = items.iter().filter(|i| **i != ItemOutcome::Done).count();
@@ -417,6 +444,7 @@ pub fn classify_response(status: u16, body: &[u8], sent: usize) -> ResponseOutco
             snippet()
         ))
         }
+        429 => return ResponseOutcome::Overloaded(format!("HTTP 429: {}", snippet())),
         _ => return ResponseOutcome::RetryAll(format!("HTTP {status}: {}", snippet())),
     }
     let parsed: BulkResponse = match serde_json::from_slice(body) {
@@ -458,10 +486,11 @@ fn classify_item(item: BulkItem) -> ItemOutcome {
         200..=299 => ItemOutcome::Done,
         // op_type `index` with a deterministic id: a conflict means a writer already stored it.
         409 => ItemOutcome::Done,
-        429 | 500..=599 => ItemOutcome::Retry(format!("{} {error_type}: {reason}", item.status)),
+        429 => ItemOutcome::Overloaded(format!("429 {error_type}: {reason}")),
         _ if error_type == "es_rejected_execution_exception" => {
-            ItemOutcome::Retry(format!("{} {error_type}: {reason}", item.status))
+            ItemOutcome::Overloaded(format!("{} {error_type}: {reason}", item.status))
         }
+        500..=599 => ItemOutcome::Retry(format!("{} {error_type}: {reason}", item.status)),
         s => ItemOutcome::Reject {
             error_type: if error_type.is_empty() {
                 format!("http_{s}")
@@ -504,7 +533,7 @@ mod tests {
             panic!()
         };
         assert_eq!(items[0], ItemOutcome::Done);
-        assert!(matches!(items[1], ItemOutcome::Retry(_)));
+        assert!(matches!(items[1], ItemOutcome::Overloaded(_)));
         assert_eq!(
             items[2],
             ItemOutcome::Reject {
@@ -524,7 +553,7 @@ mod tests {
     fn request_level_statuses() {
         assert!(matches!(
             classify_response(429, b"{}", 1),
-            ResponseOutcome::RetryAll(_)
+            ResponseOutcome::Overloaded(_)
         ));
         assert!(matches!(
             classify_response(503, b"", 1),

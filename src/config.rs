@@ -89,6 +89,10 @@ pub struct Config {
     /// Documents per second; `None` = unlimited.
     pub rate_limit_docs_per_sec: Option<u32>,
     pub rate_limit_burst: u32,
+    /// Bulk body bytes per second; `None` = unlimited.
+    pub rate_limit_bytes_per_sec: Option<u32>,
+    /// Lowest effective rate the adaptive limiter may fall to; `None` = adaptive off.
+    pub rate_limit_adaptive_floor: Option<u32>,
 
     pub bulk_max_docs: usize,
     pub bulk_max_bytes: usize,
@@ -213,6 +217,25 @@ impl Config {
         let rate_limit_burst =
             env.uint("RATE_LIMIT_BURST", rate.max(1) as u64, 1, u32::MAX as u64)? as u32;
 
+        let bytes_rate = env.uint("RATE_LIMIT_BYTES_PER_SEC", 0, 0, u32::MAX as u64)? as u32;
+        let rate_limit_bytes_per_sec = (bytes_rate > 0).then_some(bytes_rate);
+        let adaptive = env.bool("RATE_LIMIT_ADAPTIVE", true)?;
+        let floor = env.uint(
+            "RATE_LIMIT_MIN_DOCS_PER_SEC",
+            (rate / 100).max(1) as u64,
+            1,
+            u32::MAX as u64,
+        )? as u32;
+        if rate > 0 && floor > rate {
+            return Err(err(
+                "RATE_LIMIT_MIN_DOCS_PER_SEC",
+                Some(&floor.to_string()),
+                "is above RATE_LIMIT_DOCS_PER_SEC",
+                "a value from 1 to RATE_LIMIT_DOCS_PER_SEC",
+            ));
+        }
+        let rate_limit_adaptive_floor = adaptive.then_some(floor);
+
         let bulk_max_docs = env.uint("BULK_MAX_DOCS", 500, 1, 100_000)? as usize;
         let bulk_max_bytes =
             env.uint("BULK_MAX_BYTES", 5 * MIB as u64, 1024, 512 * MIB as u64)? as usize;
@@ -281,6 +304,8 @@ impl Config {
             dead_letter_index,
             rate_limit_docs_per_sec,
             rate_limit_burst,
+            rate_limit_bytes_per_sec,
+            rate_limit_adaptive_floor,
             bulk_max_docs,
             bulk_max_bytes,
             bulk_flush_interval,
@@ -525,6 +550,21 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.rate_limit_burst, 50);
+        assert_eq!(c.rate_limit_adaptive_floor, Some(2));
+        assert_eq!(c.rate_limit_bytes_per_sec, None);
+        let c = cfg(&[
+            ("RATE_LIMIT_ADAPTIVE", "false"),
+            ("RATE_LIMIT_BYTES_PER_SEC", "1000000"),
+        ])
+        .unwrap();
+        assert_eq!(c.rate_limit_adaptive_floor, None);
+        assert_eq!(c.rate_limit_bytes_per_sec, Some(1_000_000));
+        let e = cfg(&[
+            ("RATE_LIMIT_DOCS_PER_SEC", "100"),
+            ("RATE_LIMIT_MIN_DOCS_PER_SEC", "200"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.var, "RATE_LIMIT_MIN_DOCS_PER_SEC");
     }
 
     #[test]

@@ -103,7 +103,12 @@ pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> 
     }
     let sink = Arc::new(BulkSink::new(
         es,
-        RateLimiter::new(cfg.rate_limit_docs_per_sec, cfg.rate_limit_burst),
+        RateLimiter::new(
+            cfg.rate_limit_docs_per_sec,
+            cfg.rate_limit_burst,
+            cfg.rate_limit_bytes_per_sec,
+            cfg.rate_limit_adaptive_floor,
+        ),
         normalizer.clone(),
         cfg.retry_initial_backoff,
         cfg.retry_max_backoff,
@@ -593,6 +598,7 @@ async fn summary(ctx: Arc<Ctx>, sink: Arc<BulkSink>, stop: CancellationToken) {
             docs_out_per_sec = (out - last_out) as f64 / EVERY.as_secs_f64(),
             messages_in_flight = ctx.acks.in_flight(),
             configured_rate = ctx.cfg.rate_limit_docs_per_sec.unwrap_or(0),
+            effective_rate = sink.effective_rate().map_or(0, |r| r.round() as u64),
             retried_total = sink.stats.retried.load(Ordering::Relaxed),
             "summary"
         );

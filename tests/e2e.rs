@@ -286,7 +286,7 @@ async fn redelivery_does_not_duplicate() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn refused_documents_are_dead_lettered_and_collisions_are_absorbed() {
+async fn refused_documents_are_dead_lettered_with_the_reason() {
     let w = World::new("refused").await;
     let records = [
         json!({"n": 1, "i": 0}),
@@ -506,4 +506,61 @@ async fn health_endpoints_and_healthcheck_subcommand() {
     );
     worker.signal("TERM");
     assert_eq!(worker.wait(Duration::from_secs(30)).await, 0);
+}
+
+/// Issue 9: records that already use the roots the worker writes into stay indexable.
+#[tokio::test(flavor = "multi_thread")]
+async fn added_fields_never_make_a_document_unindexable() {
+    let w = World::new("collide").await;
+    let records = [
+        json!({"event": "login", "i": 0}),
+        json!({"event": {"action": "x"}, "i": 1}),
+        json!({"log": "text", "i": 2}),
+        json!({"log.level": "info", "i": 3}),
+        json!({"aws": 1, "i": 4}),
+        json!({"@timestamp": "yesterday", "i": 5}),
+    ];
+    // One object per record, in order, so each arrives after the previous one set the mapping.
+    let mut env = w.env();
+    env.insert("ES_INDEX".into(), "issue9".into());
+    for (k, r) in records.iter().enumerate() {
+        w.put_and_wait(&format!("r{k}.json"), format!("{r}\n").into_bytes())
+            .await;
+        run_until_idle(&env, MINUTE).await;
+    }
+    let docs = w.es.all_docs("issue9").await;
+    assert_eq!(docs.len(), 6, "all indexed");
+    assert_eq!(w.es.count("f4a-dead-letter").await, 0, "none dead-lettered");
+    let by_i: HashMap<i64, Value> = docs
+        .iter()
+        .map(|d| (d["_source"]["i"].as_i64().unwrap(), d["_source"].clone()))
+        .collect();
+    assert_eq!(by_i[&0]["event"]["value"], "login");
+    assert_eq!(by_i[&1]["event"]["action"], "x");
+    assert_eq!(by_i[&2]["log"]["value"], "text");
+    assert_eq!(by_i[&3]["log"]["level"], "info");
+    assert_eq!(by_i[&4]["aws"]["value"], 1);
+    assert_eq!(by_i[&5]["@timestamp_original"], "yesterday");
+    for (i, d) in &by_i {
+        assert_eq!(d["aws"]["s3"]["object"]["key"], format!("r{i}.json"));
+        assert_eq!(d["aws"]["s3"]["bucket"]["name"], w.bucket.as_str());
+        assert!(
+            d["log"]["offset"].is_number()
+                && d["event"]["ingested"].is_string()
+                && d["@timestamp"].is_string()
+        );
+    }
+    // The original values are searchable where the rule puts them.
+    let (_, hits) =
+        w.es.request(
+            reqwest::Method::POST,
+            "/issue9/_search",
+            Some(json!({"query": {"match": {"event.value": "login"}}})),
+        )
+        .await;
+    assert_eq!(
+        hits["hits"]["hits"].as_array().map(Vec::len),
+        Some(1),
+        "{hits}"
+    );
 }
