@@ -155,6 +155,7 @@ impl Acknowledger {
     }
 
     /// The message is done: delete it (a few tries; redelivery covers a lost delete).
+    #[tracing::instrument(name = "ack", skip(self), fields(messaging.operation.type = "settle", messaging.operation.name = "delete"))]
     pub async fn delete(&self, message_id: &str) {
         let Some(receipt) = self.untrack(message_id) else {
             return;
@@ -188,6 +189,7 @@ impl Acknowledger {
     }
 
     /// Give the message back to the queue after `delay_secs` (0 = at once).
+    #[tracing::instrument(name = "ack", skip(self), fields(messaging.operation.type = "settle", messaging.operation.name = "release"))]
     pub async fn release(&self, message_id: &str, delay_secs: i32) {
         let Some(receipt) = self.untrack(message_id) else {
             return;

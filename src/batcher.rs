@@ -33,6 +33,8 @@ pub struct Doc {
     /// True for dead-letter entries: they are not dead-lettered again.
     pub dead_letter: bool,
     pub ack: AckToken,
+    /// The span of the message this document came from: bulk spans link to it.
+    pub trace: Option<opentelemetry::trace::SpanContext>,
 }
 
 impl Doc {
@@ -61,6 +63,7 @@ impl Doc {
             sub,
             dead_letter,
             ack,
+            trace: None,
         }
     }
 

@@ -29,14 +29,19 @@ use elasticsearch::http::{Method, Url};
 use elasticsearch::Elasticsearch;
 use serde::Deserialize;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::acknowledger::Delivered;
 use crate::backoff;
 use crate::batcher::Doc;
 use crate::config::{Config, EsAuth};
 use crate::health::Health;
+use crate::metrics;
 use crate::normalizer::{DeadLetter, Normalizer};
 use crate::rate_limiter::RateLimiter;
+
+/// Links per bulk span: enough for every message of a full batch in practice.
+const MAX_LINKS: usize = 128;
 
 /// How much of a refused document's source is kept in its dead-letter entry.
 const DEAD_LETTER_SOURCE_BYTES: usize = 256 * 1024;
@@ -96,6 +101,11 @@ impl BulkSink {
     /// Documents per second currently allowed, after adaptive decreases (`None` = unlimited).
     pub fn effective_rate(&self) -> Option<f64> {
         self.limiter.effective_rate()
+    }
+
+    /// `RATE_LIMIT_DOCS_PER_SEC` (`None` = unlimited).
+    pub fn configured_rate(&self) -> Option<u32> {
+        self.limiter.configured_rate()
     }
 }
 
@@ -198,6 +208,24 @@ impl BulkSink {
         }
     }
 
+    /// Counts a document the cluster accepted and resolves its token.
+    fn settled(&self, doc: Doc) {
+        let m = metrics::get();
+        if doc.dead_letter {
+            self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            m.docs_dead_lettered.add(1, &[]);
+            doc.ack.resolve(Delivered::DeadLettered);
+        } else {
+            self.stats.indexed.fetch_add(1, Ordering::Relaxed);
+            m.docs_indexed.add(1, &[]);
+            if let Some(t) = doc.origin.event_time {
+                let lag = (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0;
+                m.lag.record(lag, &[]);
+            }
+            doc.ack.resolve(Delivered::Indexed);
+        }
+    }
+
     /// Sends until every document is done or refused; returns the refused ones with the reason.
     fn deliver_until_settled(
         &self,
@@ -212,6 +240,7 @@ impl BulkSink {
                     self.stats
                         .retried
                         .fetch_add(pending.len() as u64, Ordering::Relaxed);
+                    metrics::get().docs_retried.add(pending.len() as u64, &[]);
                     tokio::time::sleep(backoff::delay(
                         attempt,
                         self.initial_backoff,
@@ -259,20 +288,7 @@ impl BulkSink {
                         let mut first_retry_reason = None;
                         for (doc, item) in pending.drain(..).zip(items) {
                             match item {
-                                ItemOutcome::Done => {
-                                    let how = if doc.dead_letter {
-                                        Delivered::DeadLettered
-                                    } else {
-                                        Delivered::Indexed
-                                    };
-                                    let counter = if doc.dead_letter {
-                                        &self.stats.dead_lettered
-                                    } else {
-                                        &self.stats.indexed
-                                    };
-                                    counter.fetch_add(1, Ordering::Relaxed);
-                                    doc.ack.resolve(how);
-                                }
+                                ItemOutcome::Done => self.settled(doc),
                                 ItemOutcome::Retry(reason) | ItemOutcome::Overloaded(reason) => {
                                     first_retry_reason.get_or_insert(reason);
                                     retry.push(doc);
@@ -321,7 +337,7 @@ impl BulkSink {
                 "HTTP {} from the cluster",
                 r.status_code().as_u16()
             )),
-            Err(e) => Err(format!("cluster unreachable: {e}")),
+            Err(e) => Err(format!("cluster unreachable: {}", error_chain(&e))),
         };
         self.health.cluster_result(state);
     }
@@ -343,7 +359,15 @@ impl BulkSink {
             rate_limiter.wait_ms = rate_wait.as_millis() as u64,
             http.response.status_code = tracing::field::Empty,
             item_failures = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
         );
+        // A bulk request carries documents of many messages: link to each message's span.
+        let mut linked = std::collections::HashSet::new();
+        for sc in docs.iter().filter_map(|d| d.trace.as_ref()) {
+            if linked.len() < MAX_LINKS && linked.insert(sc.span_id()) {
+                span.add_link(sc.clone());
+            }
+        }
         let started = Instant::now();
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let mut headers = HeaderMap::new();
@@ -371,7 +395,7 @@ impl BulkSink {
             Err(e) => ResponseOutcome::RetryAll(if e.is_timeout() {
                 format!("timeout: {e}")
             } else {
-                format!("transport error: {e}")
+                format!("transport error: {}", error_chain(&e))
             }),
             Ok(resp) => {
                 let status = resp.status_code().as_u16();
@@ -400,13 +424,46 @@ impl BulkSink {
         if overloaded {
             self.limiter.overloaded();
         }
-        if let ResponseOutcome::Items(items) = &outcome {
-            let failures = items.iter().filter(|i| **i != ItemOutcome::Done).count();
-            span.record("item_failures", failures);
+        let m = metrics::get();
+        m.bulk_duration.record(started.elapsed().as_secs_f64(), &[]);
+        m.rate_wait.record(rate_wait.as_secs_f64(), &[]);
+        let label = match &outcome {
+            ResponseOutcome::Items(items) => {
+                let failures = items.iter().filter(|i| **i != ItemOutcome::Done).count();
+                span.record("item_failures", failures);
+                if failures == 0 {
+                    "ok"
+                } else {
+                    "partial"
+                }
+            }
+            ResponseOutcome::RetryAll(_) => "retry",
+            ResponseOutcome::Overloaded(_) => "overloaded",
+            ResponseOutcome::Split(_) => "split",
+        };
+        if label != "ok" {
+            span.record("otel.status_code", "ERROR");
         }
+        m.bulk_request(label);
         tracing::debug!(parent: &span, took_ms = started.elapsed().as_millis() as u64, "bulk request done");
         outcome
     }
+}
+
+/// An error with its causes (`a: b: c`): the transport's own message hides the reason (a TLS
+/// certificate refused, a connection refused) in its source chain.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 #[derive(Deserialize)]

@@ -44,6 +44,21 @@ impl std::fmt::Debug for EsAuth {
     }
 }
 
+/// OTLP transport (`OTEL_EXPORTER_OTLP_PROTOCOL`, or its per-signal variant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtelProtocol {
+    HttpProtobuf,
+    Grpc,
+}
+
+/// Which OpenTelemetry signals are exported, and how. `None` = not exported: no endpoint is set,
+/// `OTEL_SDK_DISABLED=true`, or `OTEL_{TRACES,METRICS}_EXPORTER=none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OtelSettings {
+    pub traces: Option<OtelProtocol>,
+    pub metrics: Option<OtelProtocol>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Json,
@@ -112,6 +127,7 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `None` when `HEALTH_ADDR=off`.
     pub health_addr: Option<SocketAddr>,
+    pub otel: OtelSettings,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -288,6 +304,7 @@ impl Config {
         };
 
         let health_addr = health_addr(&get)?;
+        let otel = otel_settings(&env)?;
 
         Ok(Config {
             sqs_queue_url,
@@ -321,6 +338,7 @@ impl Config {
             shutdown_timeout,
             log_format,
             health_addr,
+            otel,
         })
     }
 
@@ -331,6 +349,54 @@ impl Config {
             .find(|s| !s.is_empty())
             .unwrap_or(&self.sqs_queue_url)
     }
+}
+
+fn otel_settings(env: &Env<'_>) -> Result<OtelSettings, ConfigError> {
+    if env.bool("OTEL_SDK_DISABLED", false)? {
+        return Ok(OtelSettings::default());
+    }
+    let signal = |name: &'static str,
+                  endpoint: &'static str,
+                  protocol: &'static str,
+                  exporter: &'static str| {
+        if env.string(exporter).as_deref() == Some("none") {
+            return Ok(None);
+        }
+        if env.string(endpoint).is_none() && env.string("OTEL_EXPORTER_OTLP_ENDPOINT").is_none() {
+            return Ok(None);
+        }
+        let (var, value) = match env.string(protocol) {
+            Some(v) => (protocol, Some(v)),
+            None => (
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                env.string("OTEL_EXPORTER_OTLP_PROTOCOL"),
+            ),
+        };
+        match value.as_deref() {
+            None | Some("http/protobuf") => Ok(Some(OtelProtocol::HttpProtobuf)),
+            Some("grpc") => Ok(Some(OtelProtocol::Grpc)),
+            Some(other) => Err(err(
+                var,
+                Some(other),
+                &format!("is not supported for {name}"),
+                "http/protobuf, grpc",
+            )),
+        }
+    };
+    Ok(OtelSettings {
+        traces: signal(
+            "traces",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_TRACES_EXPORTER",
+        )?,
+        metrics: signal(
+            "metrics",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+            "OTEL_METRICS_EXPORTER",
+        )?,
+    })
 }
 
 /// `HEALTH_ADDR` alone, for the `healthcheck` subcommand (which needs nothing else).
@@ -512,6 +578,7 @@ mod tests {
             cfg(&[("HEALTH_ADDR", "8080")]).unwrap_err().var,
             "HEALTH_ADDR"
         );
+        assert_eq!(c.otel, OtelSettings::default());
         let ts = chrono::DateTime::parse_from_rfc3339("2026-11-24T10:00:00Z")
             .unwrap()
             .to_utc();
@@ -536,6 +603,45 @@ mod tests {
         assert!(e.to_string().contains("json, text"), "{e}");
         let e = cfg(&[("ES_URL", "localhost:9200")]).unwrap_err();
         assert_eq!(e.var, "ES_URL");
+    }
+
+    #[test]
+    fn otel_settings_follow_the_standard_variables() {
+        let ep = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318");
+        let c = cfg(&[ep]).unwrap();
+        assert_eq!(c.otel.traces, Some(OtelProtocol::HttpProtobuf));
+        assert_eq!(c.otel.metrics, Some(OtelProtocol::HttpProtobuf));
+        let c = cfg(&[
+            ep,
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_METRICS_EXPORTER", "none"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.otel,
+            OtelSettings {
+                traces: Some(OtelProtocol::Grpc),
+                metrics: None
+            }
+        );
+        let c = cfg(&[(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://c:4318/v1/traces",
+        )])
+        .unwrap();
+        assert_eq!(
+            c.otel,
+            OtelSettings {
+                traces: Some(OtelProtocol::HttpProtobuf),
+                metrics: None
+            }
+        );
+        assert_eq!(
+            cfg(&[ep, ("OTEL_SDK_DISABLED", "true")]).unwrap().otel,
+            OtelSettings::default()
+        );
+        let e = cfg(&[ep, ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]).unwrap_err();
+        assert_eq!(e.var, "OTEL_EXPORTER_OTLP_PROTOCOL");
     }
 
     #[test]

@@ -164,11 +164,16 @@ impl<R: Read> Framer<R> {
                 Layout::Undecided if first == b'{' => match self.scan_value(first)? {
                     Scan::Complete { multiline } => {
                         let line_ends = self.rest_of_line_is_blank()?;
-                        self.layout = if line_ends && !multiline {
-                            Layout::Lines
-                        } else {
-                            Layout::Values
-                        };
+                        // `{}` is one line in pretty-printed output too: it decides nothing.
+                        let empty =
+                            self.buf.iter().filter(|b| !b.is_ascii_whitespace()).count() == 2;
+                        if !(empty && line_ends) {
+                            self.layout = if line_ends && !multiline {
+                                Layout::Lines
+                            } else {
+                                Layout::Values
+                            };
+                        }
                     }
                     Scan::Resynced => self.layout = Layout::Lines,
                     Scan::Eof => {}

@@ -198,6 +198,57 @@ fn respond(health: &Health, path: &str) -> Response<Full<Bytes>> {
     resp
 }
 
+/// A plain HTTP/1.1 GET of `http://host:port/path` (the ECS metadata endpoint); the body on 2xx.
+pub fn http_get(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("not an http URL: {url}"))?;
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:80")
+    })
+    .map_err(|e| format!("resolving {host}: {e}"))?
+    .next()
+    .ok_or_else(|| format!("no address for {host}"))?;
+    let (status, body) = get(addr, host, &path)?;
+    if (200..300).contains(&status) {
+        Ok(body)
+    } else {
+        Err(format!("HTTP {status} from {url}"))
+    }
+}
+
+fn get(addr: SocketAddr, host: &str, path: &str) -> Result<(u16, String), String> {
+    let timeout = Duration::from_secs(3);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("sending to {addr}: {e}"))?;
+    let mut response = Vec::new();
+    let _ = stream.take(1024 * 1024).read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no valid answer from {addr}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Ok((status, body))
+}
+
 /// `f4a-indexer healthcheck`: GET /healthz on this container's health port; true on 200.
 pub fn check(addr: SocketAddr) -> Result<(), String> {
     let target = if addr.ip().is_unspecified() {
@@ -205,35 +256,11 @@ pub fn check(addr: SocketAddr) -> Result<(), String> {
     } else {
         addr
     };
-    let timeout = Duration::from_secs(3);
-    let mut stream = TcpStream::connect_timeout(&target, timeout)
-        .map_err(|e| format!("connecting to {target}: {e}"))?;
-    let _ = stream.set_read_timeout(Some(timeout));
-    let _ = stream.set_write_timeout(Some(timeout));
-    write!(
-        stream,
-        "GET /healthz HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("sending to {target}: {e}"))?;
-    let mut response = Vec::new();
-    let _ = stream.take(64 * 1024).read_to_end(&mut response);
-    let text = String::from_utf8_lossy(&response);
-    let status_ok = text
-        .lines()
-        .next()
-        .is_some_and(|l| l.split_whitespace().nth(1) == Some("200"));
-    let body = text
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    if status_ok {
+    let (status, body) = get(target, &target.to_string(), "/healthz")?;
+    if status == 200 {
         Ok(())
-    } else if body.is_empty() {
-        Err(format!("no valid answer from {target}"))
     } else {
-        Err(body)
+        Err(format!("HTTP {status}: {}", body.trim()))
     }
 }
 

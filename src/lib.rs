@@ -15,7 +15,7 @@
 //! | acknowledger | [`acknowledger`] | ack groups, heartbeat, delete/release |
 //!
 //! [`pipeline`] wires them together and owns shutdown; [`config`] is the only place that reads
-//! the environment; [`telemetry`] sets up logs and traces; [`health`] serves `/healthz` and `/readyz`; [`backoff`] is the shared retry delay.
+//! the environment; [`telemetry`] sets up logs and traces; [`health`] serves `/healthz` and `/readyz`; [`metrics`] names every instrument; [`backoff`] is the shared retry delay.
 
 pub mod acknowledger;
 pub mod backoff;
@@ -24,6 +24,7 @@ pub mod bulk_sink;
 pub mod config;
 pub mod decoder;
 pub mod health;
+pub mod metrics;
 pub mod normalizer;
 pub mod notification;
 pub mod object_reader;

@@ -50,7 +50,7 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(async {
-        let telemetry = telemetry::init(cfg.log_format);
+        let telemetry = telemetry::init(cfg.log_format, &cfg.otel);
         let shutdown = CancellationToken::new();
         tokio::spawn(wait_for_signal(shutdown.clone()));
         let result = pipeline::run(cfg, opts, shutdown).await;

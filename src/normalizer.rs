@@ -33,6 +33,8 @@ pub struct ObjectContext {
     pub last_modified: DateTime<Utc>,
     /// `event.ingested`, fixed per object so that all its records carry the same value.
     pub ingested: String,
+    /// When S3 announced the object (the start of the `f4a.lag` metric), if the event said.
+    pub event_time: Option<DateTime<Utc>>,
 }
 
 /// A document ready to be encoded into a bulk request.
@@ -365,6 +367,7 @@ mod tests {
                 .unwrap()
                 .to_utc(),
             ingested: "2026-11-24T10:00:01.000Z".into(),
+            event_time: None,
         }
     }
 

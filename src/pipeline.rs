@@ -18,19 +18,22 @@ use std::time::Duration;
 use anyhow::Context as _;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use chrono::{SecondsFormat, Utc};
+use opentelemetry::trace::TraceContextExt;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::io::SyncIoBridge;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::acknowledger::{AckGroup, AckToken, Acknowledger};
+use crate::acknowledger::{AckGroup, Acknowledger};
 use crate::backoff;
 use crate::batcher::{self, BatchLimits, Doc};
 use crate::bulk_sink::{self, BulkSink};
 use crate::config::Config;
 use crate::decoder::{decode_frame, DeadRecord, Framer, Item};
 use crate::health::{self, Health};
+use crate::metrics;
 use crate::normalizer::{Normalizer, ObjectContext};
 use crate::notification::{self, Notification, ObjectRef};
 use crate::object_reader::{self, FetchError, SourceTap};
@@ -119,6 +122,11 @@ pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> 
         health.clone(),
         background.clone(),
     ));
+    let gauge_sink = sink.clone();
+    metrics::register_rate_gauges(Arc::new(move || {
+        let configured = gauge_sink.configured_rate().map_or(0.0, f64::from);
+        (configured, gauge_sink.effective_rate().unwrap_or(0.0))
+    }));
     // Twice a batch: the readers stay one batch ahead of the sink, and no further.
     let (docs_tx, docs_rx) = mpsc::channel(cfg.bulk_max_docs.saturating_mul(2).max(16));
     let limits = BatchLimits {
@@ -269,6 +277,7 @@ async fn receive_loop(
             }
         };
         if messages.is_empty() {
+            metrics::get().empty_receives.add(1, &[]);
             drop(held);
             if opts.exit_when_idle && slots.available_permits() == cfg.max_in_flight_messages {
                 tracing::info!(
@@ -303,7 +312,13 @@ async fn process_message(ctx: Arc<Ctx>, m: Message, permit: Option<OwnedSemaphor
         objects = tracing::field::Empty,
         documents = tracing::field::Empty,
         dead_lettered = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
     );
+    if let Some(parent) = trace_parent(&m) {
+        let _ = span.set_parent(parent);
+    }
+    let metrics = metrics::get();
+    metrics.messages_in_flight.add(1, &[]);
     async {
         let Some(receipt) = m.receipt_handle() else {
             tracing::error!("message without a receipt handle; ignoring it");
@@ -315,6 +330,8 @@ async fn process_message(ctx: Arc<Ctx>, m: Message, permit: Option<OwnedSemaphor
             Err(e) => {
                 let delay = redelivery_delay(receive_count, ctx.cfg.sqs_visibility_timeout_seconds);
                 tracing::warn!(error = %e, body_head = %head(m.body().unwrap_or_default()), retry_in_secs = delay, "message is not an S3 notification; leaving it in the queue for its redrive policy");
+                tracing::Span::current().record("otel.status_code", "ERROR");
+                metrics.message("invalid");
                 ctx.acks.release(&id, delay).await;
                 return;
             }
@@ -322,6 +339,7 @@ async fn process_message(ctx: Arc<Ctx>, m: Message, permit: Option<OwnedSemaphor
         let objects = match notification {
             Notification::Ignore(reason) => {
                 tracing::info!(reason, "nothing to index; deleting the message");
+                metrics.message("ignored");
                 ctx.acks.delete(&id).await;
                 return;
             }
@@ -330,8 +348,10 @@ async fn process_message(ctx: Arc<Ctx>, m: Message, permit: Option<OwnedSemaphor
         tracing::Span::current().record("objects", objects.len());
         let group = AckGroup::new();
         let mut retry_reason = None;
+        let message_span = tracing::Span::current().context().span().span_context().clone();
+        let message_span = message_span.is_valid().then_some(message_span);
         for obj in &objects {
-            match index_object(&ctx, obj, &group).await {
+            match index_object(&ctx, obj, &group, message_span.as_ref()).await {
                 Ok(()) => {}
                 Err(ObjectError::Fetch(FetchError::Missing { bucket, key })) => {
                     tracing::warn!(bucket, key, "object no longer exists; skipping it");
@@ -349,19 +369,74 @@ async fn process_message(ctx: Arc<Ctx>, m: Message, permit: Option<OwnedSemaphor
         if let Some(reason) = retry_reason {
             let delay = redelivery_delay(receive_count, ctx.cfg.sqs_visibility_timeout_seconds);
             tracing::warn!(reason, retry_in_secs = delay, "message not finished; returning it to the queue");
+            span.record("otel.status_code", "ERROR");
+            metrics.message("released");
             ctx.acks.release(&id, delay).await;
         } else if outcome.failed {
             let delay = redelivery_delay(receive_count, ctx.cfg.sqs_visibility_timeout_seconds);
             tracing::error!(indexed = outcome.indexed, dead_lettered = outcome.dead_lettered, retry_in_secs = delay, "some documents were neither indexed nor dead-lettered; keeping the message");
+            metrics.message("released");
             ctx.acks.release(&id, delay).await;
         } else {
             tracing::info!(indexed = outcome.indexed, dead_lettered = outcome.dead_lettered, "message done; deleting it");
+            metrics.message("deleted");
             ctx.acks.delete(&id).await;
         }
     }
     .instrument(span)
     .await;
+    metrics.messages_in_flight.add(-1, &[]);
     drop(permit);
+}
+
+/// The trace a producer attached to the message: a W3C `traceparent` message attribute, or the
+/// `AWSTraceHeader` system attribute that X-Ray-instrumented senders set. The message's span
+/// continues that trace.
+fn trace_parent(m: &Message) -> Option<opentelemetry::Context> {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    let remote = |trace: &str, span: &str, sampled: bool| {
+        let sc = SpanContext::new(
+            TraceId::from_hex(trace).ok()?,
+            SpanId::from_hex(span).ok()?,
+            if sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            },
+            true,
+            TraceState::default(),
+        );
+        sc.is_valid()
+            .then(|| opentelemetry::Context::new().with_remote_span_context(sc))
+    };
+    let attr = m
+        .message_attributes()
+        .and_then(|a| a.get("traceparent"))
+        .and_then(|v| v.string_value());
+    if let Some(tp) = attr {
+        // version-traceid-spanid-flags
+        let parts: Vec<&str> = tp.trim().split('-').collect();
+        if let [_, trace, span, flags] = parts[..] {
+            let sampled = u8::from_str_radix(flags, 16).is_ok_and(|f| f & 1 == 1);
+            if let Some(cx) = remote(trace, span, sampled) {
+                return Some(cx);
+            }
+        }
+    }
+    let header = m
+        .attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::AwsTraceHeader))?;
+    // Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1
+    let (mut root, mut parent, mut sampled) = (None, None, false);
+    for part in header.split(';') {
+        match part.trim().split_once('=') {
+            Some(("Root", v)) => root = v.split('-').skip(1).collect::<Vec<_>>().concat().into(),
+            Some(("Parent", v)) => parent = Some(v.to_string()),
+            Some(("Sampled", v)) => sampled = v == "1",
+            _ => {}
+        }
+    }
+    remote(&root?, &parent?, sampled)
 }
 
 /// Visibility delay before a message comes back for another try: grows with its receive count
@@ -398,6 +473,7 @@ async fn index_object(
     ctx: &Arc<Ctx>,
     obj: &ObjectRef,
     group: &Arc<AckGroup>,
+    message_span: Option<&opentelemetry::trace::SpanContext>,
 ) -> Result<(), ObjectError> {
     let span = tracing::info_span!("object", aws.s3.bucket = %obj.bucket, aws.s3.key = %obj.key, bytes = tracing::field::Empty, records = tracing::field::Empty);
     async {
@@ -415,6 +491,7 @@ async fn index_object(
                 .or(obj.event_time)
                 .unwrap_or_else(Utc::now),
             ingested: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            event_time: obj.event_time,
         });
         let source = SourceTap::new(SyncIoBridge::new(opened.body.into_async_read()));
         let (compressed, source_failed) = (source.bytes.clone(), source.failed.clone());
@@ -425,8 +502,30 @@ async fn index_object(
             ctx.cfg.max_record_bytes,
         );
         let meta2 = meta.clone();
+        let trace = message_span.cloned();
+        let decode_span = tracing::info_span!(
+            "decode",
+            records = tracing::field::Empty,
+            undecodable = tracing::field::Empty,
+            decompressed_bytes = tracing::field::Empty
+        );
         let read = tokio::task::spawn_blocking(move || {
-            read_records(source, &meta2, &normalizer, max, &docs, &group)
+            let _entered = decode_span.enter();
+            let out = Reader {
+                meta: &meta2,
+                normalizer: &normalizer,
+                max_record_bytes: max,
+                docs: &docs,
+                group: &group,
+                trace,
+            };
+            let read = out.read(source);
+            if let Ok(stats) = &read {
+                decode_span.record("records", stats.records);
+                decode_span.record("undecodable", stats.undecodable);
+                decode_span.record("decompressed_bytes", stats.decompressed_bytes);
+            }
+            read
         })
         .await
         .map_err(|e| ObjectError::Read {
@@ -477,90 +576,113 @@ enum ReadError {
     Stopped,
 }
 
-/// Runs on a blocking thread: decompress → frame → decode → normalize → encode → send.
-/// Corrupt content (a truncated gzip, say) ends the object with one dead-letter entry and keeps
-/// every record read before it; a failing source is reported for a retry.
-fn read_records(
-    source: SourceTap<impl std::io::Read + Send + 'static>,
-    meta: &Arc<ObjectContext>,
-    normalizer: &Normalizer,
+/// Everything the blocking reader of one object needs.
+struct Reader<'a> {
+    meta: &'a Arc<ObjectContext>,
+    normalizer: &'a Normalizer,
     max_record_bytes: usize,
-    docs: &mpsc::Sender<Doc>,
-    group: &Arc<AckGroup>,
-) -> Result<ObjectStats, ReadError> {
-    let failed = source.failed.clone();
-    let mut stats = ObjectStats::default();
-    let send = |doc: Doc| docs.blocking_send(doc).map_err(|_| ReadError::Stopped);
-    let reader = match object_reader::decompress(source) {
-        Ok(r) => r,
-        Err(e) if failed.load(Ordering::Relaxed) => return Err(ReadError::Io(e)),
-        Err(e) => {
-            let dead = DeadRecord {
-                offset: 0,
-                reason: format!("unreadable object: {e}"),
-                raw: String::new(),
-            };
-            send(encode_dead(normalizer, &dead, meta, group.token()))?;
-            stats.undecodable += 1;
-            return Ok(stats);
-        }
-    };
-    let mut framer = Framer::new(reader, max_record_bytes);
-    let mut items = Vec::new();
-    loop {
-        match framer.next_frame() {
-            Ok(Some(frame)) => decode_frame(&frame, max_record_bytes, &mut items),
-            Ok(None) => break,
-            Err(e) if failed.load(Ordering::Relaxed) => return Err(ReadError::Io(e)),
-            Err(e) => {
-                let (offset, partial) = framer.partial();
-                let dead = DeadRecord {
-                    offset,
-                    reason: format!(
-                        "corrupt or truncated data after {} decompressed bytes: {e}",
-                        framer.position()
-                    ),
-                    raw: String::from_utf8_lossy(
-                        &partial[..partial.len().min(crate::decoder::DEAD_LETTER_RAW_BYTES)],
-                    )
-                    .into_owned(),
-                };
-                send(encode_dead(normalizer, &dead, meta, group.token()))?;
-                stats.undecodable += 1;
-                break;
-            }
-        }
-        for item in items.drain(..) {
-            let doc = match item {
-                Item::Record(rec) => {
-                    let (offset, sub) = (rec.offset, rec.sub);
-                    let n = normalizer.normalize(rec, meta);
-                    stats.records += 1;
-                    stats.timestamp_fallbacks += u64::from(n.timestamp_fallback);
-                    stats.timestamp_invalid += u64::from(n.timestamp_invalid);
-                    Doc::encode(n, meta.clone(), offset, sub, false, group.token())
-                }
-                Item::Dead(dead) => {
-                    tracing::warn!(bucket = %meta.bucket, key = %meta.key, offset = dead.offset, reason = %dead.reason, "undecodable record; dead-lettering it");
-                    stats.undecodable += 1;
-                    encode_dead(normalizer, &dead, meta, group.token())
-                }
-            };
-            send(doc)?;
-        }
-    }
-    stats.decompressed_bytes = framer.position();
-    Ok(stats)
+    docs: &'a mpsc::Sender<Doc>,
+    group: &'a Arc<AckGroup>,
+    /// The message's span, carried by every document so that bulk spans can link to it.
+    trace: Option<opentelemetry::trace::SpanContext>,
 }
 
-fn encode_dead(
-    normalizer: &Normalizer,
-    dead: &DeadRecord,
-    meta: &Arc<ObjectContext>,
-    token: AckToken,
-) -> Doc {
-    let n = normalizer.undecodable(dead, meta);
-    Doc::encode(n, meta.clone(), dead.offset, None, true, token)
+impl Reader<'_> {
+    /// Runs on a blocking thread: decompress → frame → decode → normalize → encode → send.
+    /// Corrupt content (a truncated gzip, say) ends the object with one dead-letter entry and
+    /// keeps every record read before it; a failing source is reported for a retry.
+    fn read(
+        &self,
+        source: SourceTap<impl std::io::Read + Send + 'static>,
+    ) -> Result<ObjectStats, ReadError> {
+        let failed = source.failed.clone();
+        let mut stats = ObjectStats::default();
+        let reader = match object_reader::decompress(source) {
+            Ok(r) => r,
+            Err(e) if failed.load(Ordering::Relaxed) => return Err(ReadError::Io(e)),
+            Err(e) => {
+                let dead = DeadRecord {
+                    offset: 0,
+                    reason: format!("unreadable object: {e}"),
+                    raw: String::new(),
+                };
+                self.send_dead(&dead, &mut stats)?;
+                return Ok(stats);
+            }
+        };
+        let mut framer = Framer::new(reader, self.max_record_bytes);
+        let mut items = Vec::new();
+        loop {
+            match framer.next_frame() {
+                Ok(Some(frame)) => decode_frame(&frame, self.max_record_bytes, &mut items),
+                Ok(None) => break,
+                Err(e) if failed.load(Ordering::Relaxed) => return Err(ReadError::Io(e)),
+                Err(e) => {
+                    let (offset, partial) = framer.partial();
+                    let dead = DeadRecord {
+                        offset,
+                        reason: format!(
+                            "corrupt or truncated data after {} decompressed bytes: {e}",
+                            framer.position()
+                        ),
+                        raw: String::from_utf8_lossy(
+                            &partial[..partial.len().min(crate::decoder::DEAD_LETTER_RAW_BYTES)],
+                        )
+                        .into_owned(),
+                    };
+                    self.send_dead(&dead, &mut stats)?;
+                    break;
+                }
+            }
+            for item in items.drain(..) {
+                match item {
+                    Item::Record(rec) => {
+                        let (offset, sub) = (rec.offset, rec.sub);
+                        let n = self.normalizer.normalize(rec, self.meta);
+                        stats.records += 1;
+                        stats.timestamp_fallbacks += u64::from(n.timestamp_fallback);
+                        stats.timestamp_invalid += u64::from(n.timestamp_invalid);
+                        self.send(Doc::encode(
+                            n,
+                            self.meta.clone(),
+                            offset,
+                            sub,
+                            false,
+                            self.group.token(),
+                        ))?;
+                    }
+                    Item::Dead(dead) => {
+                        tracing::warn!(bucket = %self.meta.bucket, key = %self.meta.key, offset = dead.offset, reason = %dead.reason, "undecodable record; dead-lettering it");
+                        self.send_dead(&dead, &mut stats)?;
+                    }
+                }
+            }
+        }
+        stats.decompressed_bytes = framer.position();
+        metrics::get()
+            .docs_received
+            .add(stats.records + stats.undecodable, &[]);
+        Ok(stats)
+    }
+
+    fn send_dead(&self, dead: &DeadRecord, stats: &mut ObjectStats) -> Result<(), ReadError> {
+        stats.undecodable += 1;
+        let n = self.normalizer.undecodable(dead, self.meta);
+        self.send(Doc::encode(
+            n,
+            self.meta.clone(),
+            dead.offset,
+            None,
+            true,
+            self.group.token(),
+        ))
+    }
+
+    /// Blocks while the batcher is full: the backpressure that reaches back to SQS.
+    fn send(&self, mut doc: Doc) -> Result<(), ReadError> {
+        doc.trace = self.trace.clone();
+        self.docs.blocking_send(doc).map_err(|_| ReadError::Stopped)
+    }
 }
 
 /// Keeps the cluster's readiness state fresh while no bulk request reports it (an idle worker).

@@ -1,95 +1,262 @@
-//! Telemetry: logs (JSON or text, filtered by `RUST_LOG`) and OpenTelemetry trace export.
+//! Telemetry: logs (JSON or text, filtered by `RUST_LOG`) and OpenTelemetry traces and metrics.
 //!
-//! Export is configured only by the standard `OTEL_*` variables, read by the OpenTelemetry SDK
-//! itself. With no OTLP endpoint set (or `OTEL_SDK_DISABLED=true`) no exporter is built, so
-//! nothing is sent and nothing slows down.
+//! Export is configured only by the standard `OTEL_*` variables: the endpoint variables decide
+//! whether a signal is exported at all ([`crate::config::OtelSettings`]); everything else
+//! (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER[_ARG]`,
+//! `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_METRIC_EXPORT_INTERVAL`, timeouts) is read by the SDK itself.
+//! With no endpoint set, or `OTEL_SDK_DISABLED=true`, no exporter is built: nothing is sent and
+//! nothing slows down.
+//!
+//! `http/protobuf` exports run on the SDK's own threads with a blocking HTTP client; `grpc`
+//! (tonic) needs the tokio runtime, so it uses the SDK's async-runtime processors instead.
+//! JSON log lines carry `trace_id` and `span_id` so that logs join traces in the backend.
 
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry::KeyValue;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+use tracing::Subscriber;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, OtelProtocol, OtelSettings};
 
-/// Keeps the exporter alive; [`Telemetry::shutdown`] flushes spans still buffered.
+/// Keeps the exporters alive; [`Telemetry::shutdown`] flushes what is still buffered.
 pub struct Telemetry {
-    provider: Option<SdkTracerProvider>,
+    tracer: Option<SdkTracerProvider>,
+    meter: Option<SdkMeterProvider>,
 }
 
-fn env_set(var: &str) -> bool {
-    std::env::var(var).is_ok_and(|v| !v.trim().is_empty())
-}
+pub fn init(format: LogFormat, otel: &OtelSettings) -> Telemetry {
+    let mut problems = Vec::new();
+    let resource = resource();
+    let tracer = otel.traces.and_then(|protocol| {
+        build_tracer(protocol, resource.clone())
+            .map_err(|e| problems.push(format!("traces: {e}")))
+            .ok()
+    });
+    let meter = otel.metrics.and_then(|protocol| {
+        build_meter(protocol, resource.clone())
+            .map_err(|e| problems.push(format!("metrics: {e}")))
+            .ok()
+    });
+    if let Some(m) = &meter {
+        opentelemetry::global::set_meter_provider(m.clone());
+    }
 
-pub fn init(format: LogFormat) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+            .event_format(JsonWithTrace)
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .boxed(),
     };
-    let disabled =
-        std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
-    let wanted = !disabled
-        && (env_set("OTEL_EXPORTER_OTLP_ENDPOINT")
-            || env_set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"));
-    let mut export_error = None;
-    let provider = if wanted {
-        match build_provider() {
-            Ok(p) => Some(p),
-            Err(e) => {
-                export_error = Some(e);
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let otel = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("f4a-indexer")));
+    let otel_layer = tracer.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("f4a-indexer"))
+            .with_error_records_to_exceptions(true)
+    });
     tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
-        .with(otel)
+        .with(otel_layer)
         .init();
-    if let Some(e) = export_error {
-        tracing::error!(error = %e, "OpenTelemetry export disabled: the exporter could not be built");
+    for p in problems {
+        tracing::error!(problem = p, "OpenTelemetry export disabled for this signal");
     }
-    Telemetry { provider }
+    if tracer.is_some() || meter.is_some() {
+        tracing::info!(
+            traces = tracer.is_some(),
+            metrics = meter.is_some(),
+            "OpenTelemetry export on"
+        );
+    }
+    Telemetry { tracer, meter }
 }
 
-fn build_provider() -> anyhow::Result<SdkTracerProvider> {
-    use opentelemetry_otlp::WithExportConfig;
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-        .build()?;
-    let mut resource = opentelemetry_sdk::Resource::builder().with_attribute(
-        opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
-    );
-    if !env_set("OTEL_SERVICE_NAME") {
-        resource = resource.with_service_name("f4a-indexer");
+fn build_tracer(protocol: OtelProtocol, resource: Resource) -> anyhow::Result<SdkTracerProvider> {
+    let builder = SdkTracerProvider::builder().with_resource(resource);
+    Ok(match protocol {
+        OtelProtocol::HttpProtobuf => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .build()?;
+            builder.with_batch_exporter(exporter).build()
+        }
+        OtelProtocol::Grpc => {
+            use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .build()?;
+            let processor =
+                BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio).build();
+            builder.with_span_processor(processor).build()
+        }
+    })
+}
+
+fn build_meter(protocol: OtelProtocol, resource: Resource) -> anyhow::Result<SdkMeterProvider> {
+    let builder = SdkMeterProvider::builder().with_resource(resource);
+    Ok(match protocol {
+        OtelProtocol::HttpProtobuf => {
+            let exporter = opentelemetry_otlp::MetricExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .build()?;
+            builder.with_periodic_exporter(exporter).build()
+        }
+        OtelProtocol::Grpc => {
+            use opentelemetry_sdk::metrics::periodic_reader_with_async_runtime::PeriodicReader;
+            let exporter = opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .build()?;
+            let reader =
+                PeriodicReader::builder(exporter, opentelemetry_sdk::runtime::Tokio).build();
+            builder.with_reader(reader).build()
+        }
+    })
+}
+
+/// `service.name` (default `f4a-indexer`, or `OTEL_SERVICE_NAME`), `service.version`,
+/// `OTEL_RESOURCE_ATTRIBUTES`, and on ECS the task ARN, cluster, family and zone.
+fn resource() -> Resource {
+    let mut builder = Resource::builder()
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .with_attributes(ecs_attributes());
+    if std::env::var("OTEL_SERVICE_NAME").map_or(true, |v| v.trim().is_empty()) {
+        builder = builder.with_service_name("f4a-indexer");
     }
-    Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(resource.build())
-        .build())
+    builder.build()
+}
+
+/// Reads the ECS task metadata endpoint (v4) when the agent provides one.
+fn ecs_attributes() -> Vec<KeyValue> {
+    let Ok(base) = std::env::var("ECS_CONTAINER_METADATA_URI_V4") else {
+        return Vec::new();
+    };
+    let task = match crate::health::http_get(&format!("{}/task", base.trim_end_matches('/'))) {
+        Ok(body) => body,
+        Err(e) => {
+            eprintln!("f4a-indexer: ECS task metadata unavailable: {e}");
+            return Vec::new();
+        }
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&task) else {
+        return Vec::new();
+    };
+    let mut attrs = vec![
+        KeyValue::new("cloud.provider", "aws"),
+        KeyValue::new("cloud.platform", "aws_ecs"),
+    ];
+    for (key, field) in [
+        ("aws.ecs.task.arn", "TaskARN"),
+        ("aws.ecs.cluster.arn", "Cluster"),
+        ("aws.ecs.task.family", "Family"),
+        ("aws.ecs.task.revision", "Revision"),
+        ("cloud.availability_zone", "AvailabilityZone"),
+        ("aws.ecs.launchtype", "LaunchType"),
+    ] {
+        if let Some(s) = v.get(field).and_then(|x| x.as_str()) {
+            attrs.push(KeyValue::new(key, s.to_string()));
+        }
+    }
+    attrs
 }
 
 impl Telemetry {
+    /// Flushes and stops the exporters. Blocking: call it off the async workers.
     pub fn shutdown(self) {
-        if let Some(p) = self.provider {
+        if let Some(p) = self.tracer {
             if let Err(e) = p.shutdown() {
-                eprintln!("flushing traces failed: {e}");
+                eprintln!("f4a-indexer: flushing traces failed: {e}");
             }
         }
+        if let Some(m) = self.meter {
+            if let Err(e) = m.shutdown() {
+                eprintln!("f4a-indexer: flushing metrics failed: {e}");
+            }
+        }
+    }
+}
+
+/// One JSON object per line: time, level, target, message, fields, the current span's name and
+/// fields, and the OpenTelemetry `trace_id`/`span_id` when the event happens inside a trace.
+struct JsonWithTrace;
+
+impl<S, N> FormatEvent<S, N> for JsonWithTrace
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut obj = serde_json::Map::new();
+        obj.insert(
+            "timestamp".into(),
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                .into(),
+        );
+        obj.insert("level".into(), event.metadata().level().as_str().into());
+        obj.insert("target".into(), event.metadata().target().into());
+        let mut visitor = JsonVisitor(&mut obj);
+        event.record(&mut visitor);
+        if let Some(span) = ctx.lookup_current() {
+            obj.insert("span".into(), span.name().into());
+            let ext = span.extensions();
+            if let Some(fields) = ext.get::<tracing_subscriber::fmt::FormattedFields<N>>() {
+                if !fields.is_empty() {
+                    obj.insert("span_fields".into(), fields.fields.as_str().into());
+                }
+            }
+        }
+        // Asked after the extensions above are released: the OTel layer locks them too.
+        let cx = tracing::Span::current().context();
+        let sc = cx.span().span_context().clone();
+        if sc.is_valid() {
+            obj.insert("trace_id".into(), sc.trace_id().to_string().into());
+            obj.insert("span_id".into(), sc.span_id().to_string().into());
+        }
+        let line = serde_json::Value::Object(obj).to_string();
+        writeln!(writer, "{line}")
+    }
+}
+
+struct JsonVisitor<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl tracing::field::Visit for JsonVisitor<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().into(), format!("{value:?}").into());
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
     }
 }

@@ -227,6 +227,34 @@ impl TlsIdentity {
         }
     }
 
+    /// A private CA (its certificate PEM, for `ES_CA_CERT`) and a server identity it signed for
+    /// `localhost` and 127.0.0.1.
+    pub fn private_ca_and_server() -> (String, TlsIdentity) {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "f4a-indexer test CA");
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+        (
+            ca.pem(),
+            TlsIdentity {
+                cert_pem: cert.pem(),
+                key_pem: key.serialize_pem(),
+            },
+        )
+    }
+
     fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
         use tokio_rustls::rustls;
         use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -303,7 +331,13 @@ impl Proxy {
             .timeout(Duration::from_secs(120))
             .build()
             .unwrap();
-        let task = tokio::spawn(accept_loop(listener, addr, state.clone(), http, tls.clone()));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            addr,
+            state.clone(),
+            http,
+            tls.clone(),
+        ));
         let scheme = if tls.is_some() { "https" } else { "http" };
         let host = if tls.is_some() {
             "localhost".to_string()
@@ -349,7 +383,7 @@ async fn accept_loop(
         state.connections.fetch_add(1, Ordering::SeqCst);
         if state.is_down().is_some() {
             state.dropped_connections.fetch_add(1, Ordering::SeqCst);
-            let _ = accepted.set_linger(Some(Duration::ZERO));
+            let _ = accepted.set_zero_linger();
             drop(accepted);
             continue;
         }
@@ -488,7 +522,7 @@ async fn serve_conn<S: Conn>(mut s: S, state: Arc<ProxyState>, http: reqwest::Cl
         };
         state.requests.fetch_add(1, Ordering::SeqCst);
         if state.is_down().is_some() {
-            let _ = s.tcp().set_linger(Some(Duration::ZERO));
+            let _ = s.tcp().set_zero_linger();
             return;
         }
         if let Some(a) = req.header("authorization") {
@@ -517,7 +551,7 @@ async fn serve_conn<S: Conn>(mut s: S, state: Arc<ProxyState>, http: reqwest::Cl
             let _ = s.write_all(&reply.body[..reply.body.len() / 2]).await;
             let _ = s.flush().await;
             tokio::time::sleep(Duration::from_millis(20)).await;
-            let _ = s.tcp().set_linger(Some(Duration::ZERO));
+            let _ = s.tcp().set_zero_linger();
             return;
         }
         let mut out = head.into_bytes();
@@ -715,7 +749,11 @@ async fn handle_bulk(req: &Request, state: &ProxyState, http: &reqwest::Client) 
     } else {
         // Merge: faulted items from here, the others from the cluster's answer in order.
         let upstream: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let mut up_items = upstream["items"].as_array().cloned().unwrap_or_default().into_iter();
+        let mut up_items = upstream["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter();
         let mut errors = false;
         let items: Vec<Value> = faults
             .iter()

@@ -1,0 +1,143 @@
+//! Metrics: every OpenTelemetry instrument the worker reports, named in one place.
+//!
+//! Instruments come from the global meter provider that [`crate::telemetry::init`] installs when
+//! metrics export is on; otherwise they are no-ops and cost next to nothing.
+//!
+//! | name | kind | unit | meaning |
+//! |---|---|---|---|
+//! | `f4a.documents.received` | counter | `{document}` | records read from objects (undecodable ones included) |
+//! | `f4a.documents.indexed` | counter | `{document}` | accepted by the cluster |
+//! | `f4a.documents.dead_lettered` | counter | `{document}` | written to the dead-letter index |
+//! | `f4a.documents.retried` | counter | `{document}` | document attempts repeated after a failure |
+//! | `f4a.bulk.requests` | counter | `{request}` | bulk requests by `outcome` (`ok`, `partial`, `retry`, `overloaded`, `split`) |
+//! | `f4a.bulk.duration` | histogram | `s` | bulk request latency |
+//! | `f4a.messages` | counter | `{message}` | messages settled, by `outcome` (`deleted`, `released`, `ignored`, `invalid`) |
+//! | `f4a.messages.in_flight` | up-down counter | `{message}` | messages being processed |
+//! | `f4a.rate.configured` | gauge | `{document}/s` | `RATE_LIMIT_DOCS_PER_SEC` (0 = unlimited) |
+//! | `f4a.rate.effective` | gauge | `{document}/s` | rate after adaptive decreases |
+//! | `f4a.rate_limiter.wait` | histogram | `s` | time a bulk attempt waited for tokens |
+//! | `f4a.lag` | histogram | `s` | from the S3 event time to the document being indexed |
+//! | `f4a.sqs.empty_receives` | counter | `{receive}` | long polls that returned no message |
+
+use std::sync::{Arc, OnceLock};
+
+use opentelemetry::metrics::{Counter, Histogram, ObservableGauge, UpDownCounter};
+use opentelemetry::KeyValue;
+
+pub struct Metrics {
+    pub docs_received: Counter<u64>,
+    pub docs_indexed: Counter<u64>,
+    pub docs_dead_lettered: Counter<u64>,
+    pub docs_retried: Counter<u64>,
+    bulk_requests: Counter<u64>,
+    pub bulk_duration: Histogram<f64>,
+    messages: Counter<u64>,
+    pub messages_in_flight: UpDownCounter<i64>,
+    pub rate_wait: Histogram<f64>,
+    pub lag: Histogram<f64>,
+    pub empty_receives: Counter<u64>,
+}
+
+static METRICS: OnceLock<Metrics> = OnceLock::new();
+static GAUGES: OnceLock<Vec<ObservableGauge<f64>>> = OnceLock::new();
+
+/// The instruments; created on first use, after telemetry has installed the meter provider.
+pub fn get() -> &'static Metrics {
+    METRICS.get_or_init(|| {
+        let m = opentelemetry::global::meter("f4a-indexer");
+        let counter = |name: &'static str, unit: &'static str, desc: &'static str| {
+            m.u64_counter(name)
+                .with_unit(unit)
+                .with_description(desc)
+                .build()
+        };
+        let seconds = |name: &'static str, desc: &'static str| {
+            m.f64_histogram(name)
+                .with_unit("s")
+                .with_description(desc)
+                .with_boundaries(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                    120.0, 300.0, 600.0, 1800.0, 3600.0,
+                ])
+                .build()
+        };
+        Metrics {
+            docs_received: counter(
+                "f4a.documents.received",
+                "{document}",
+                "Records read from S3 objects",
+            ),
+            docs_indexed: counter(
+                "f4a.documents.indexed",
+                "{document}",
+                "Documents accepted by the cluster",
+            ),
+            docs_dead_lettered: counter(
+                "f4a.documents.dead_lettered",
+                "{document}",
+                "Documents written to the dead-letter index",
+            ),
+            docs_retried: counter(
+                "f4a.documents.retried",
+                "{document}",
+                "Document attempts repeated after a failure",
+            ),
+            bulk_requests: counter("f4a.bulk.requests", "{request}", "Bulk requests by outcome"),
+            bulk_duration: seconds("f4a.bulk.duration", "Bulk request latency"),
+            messages: counter(
+                "f4a.messages",
+                "{message}",
+                "SQS messages settled, by outcome",
+            ),
+            messages_in_flight: m
+                .i64_up_down_counter("f4a.messages.in_flight")
+                .with_unit("{message}")
+                .with_description("SQS messages being processed")
+                .build(),
+            rate_wait: seconds(
+                "f4a.rate_limiter.wait",
+                "Time a bulk attempt waited for rate-limit tokens",
+            ),
+            lag: seconds(
+                "f4a.lag",
+                "From the S3 event time to the document being indexed",
+            ),
+            empty_receives: counter(
+                "f4a.sqs.empty_receives",
+                "{receive}",
+                "Long polls that returned no message",
+            ),
+        }
+    })
+}
+
+impl Metrics {
+    pub fn bulk_request(&self, outcome: &'static str) {
+        self.bulk_requests
+            .add(1, &[KeyValue::new("outcome", outcome)]);
+    }
+
+    pub fn message(&self, outcome: &'static str) {
+        self.messages.add(1, &[KeyValue::new("outcome", outcome)]);
+    }
+}
+
+/// Registers the configured and effective rate gauges, read from `rate` at each export.
+pub fn register_rate_gauges(rate: Arc<dyn Fn() -> (f64, f64) + Send + Sync>) {
+    GAUGES.get_or_init(|| {
+        let m = opentelemetry::global::meter("f4a-indexer");
+        let configured = rate.clone();
+        vec![
+            m.f64_observable_gauge("f4a.rate.configured")
+                .with_unit("{document}/s")
+                .with_description("Configured insert rate (0 = unlimited)")
+                .with_callback(move |o| o.observe(configured().0, &[]))
+                .build(),
+            m.f64_observable_gauge("f4a.rate.effective")
+                .with_unit("{document}/s")
+                .with_description("Insert rate after adaptive decreases (0 = unlimited)")
+                .with_callback(move |o| o.observe(rate().1, &[]))
+                .build(),
+        ]
+    });
+}
