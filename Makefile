@@ -8,7 +8,7 @@ CARGO ?= cargo
 TEST_CMD ?= $(CARGO) test --all-targets -- --test-threads=4
 STACK := scripts/stack.sh
 
-.PHONY: stack stack-stop build test lint demo bench clean-stack
+.PHONY: stack stack-stop build test test-deploy lint demo bench clean-stack
 
 stack:
 	$(STACK) install
@@ -24,6 +24,14 @@ build:
 test:
 	$(STACK) start
 	eval "$$($(STACK) env)" && $(TEST_CMD)
+	$(MAKE) test-deploy
+
+# Dockerfile, ecs-task.json, deploy/cloudformation.yaml, docker-compose.yml (tests/deploy, pytest in
+# the stack venv), including the podman container test (F4A_SKIP_CONTAINER_TEST=1 skips it).
+test-deploy:
+	$(STACK) start
+	$(CARGO) build
+	eval "$$($(STACK) env)" && "$$F4A_VENV/bin/python" -m pytest -q -rs tests/deploy
 
 lint:
 	$(CARGO) fmt --check

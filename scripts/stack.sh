@@ -23,7 +23,7 @@ OSMEM_PORT="${OSMEM_PORT:-9200}"
 START_TIMEOUT="${STACK_START_TIMEOUT:-120}"
 
 # Pins. Bump STACK_VERSION whenever the install steps change so the stamp is invalidated.
-STACK_VERSION=1
+STACK_VERSION=2
 OSMEM_VERSION=0.1.6
 # LocalStack 4.9.2 only runs in host mode (no Docker) with these extra upper bounds;
 # the full pin set is in $CONSTRAINTS.
@@ -31,6 +31,9 @@ PIP_PACKAGES=(
   "localstack-core[runtime]==4.9.2"
   "cbor2<5.7" "cryptography<44" "pyOpenSSL<24.3" "service_identity<25" "joserfc<1.1"
   "osmem-server==$OSMEM_VERSION"
+  # Deployment-file tests (tests/deploy, `make test-deploy`): pytest, cfn-lint for
+  # deploy/cloudformation.yaml, the AWS CLI for the LocalStack init script.
+  "pytest==9.2.0" "cfn-lint==1.58.0" "awscli==1.42.40"
 )
 
 LS_URL="http://127.0.0.1:$LOCALSTACK_PORT"
