@@ -7,9 +7,9 @@
 //!   burst-sized chunks: they wait longer, they are never rejected and never sent early.
 //! - Bytes (optional): `RATE_LIMIT_BYTES_PER_SEC` bounds the bulk body bytes the same way.
 //! - Adaptive (AIMD, `RATE_LIMIT_ADAPTIVE`): when the cluster says it is overloaded (HTTP 429 or
-//!   `es_rejected_execution_exception` items) the effective document rate is halved, at most once
-//!   per second; every second without such a signal it climbs back by 5% of the configured rate,
-//!   up to that ceiling. Tasks that together exceed what the cluster absorbs thus converge to what
+//!   `es_rejected_execution_exception` items) the effective document rate drops to 70%, at most
+//!   once per second; every second without such a signal it climbs back by 2% of the configured
+//!   rate, up to that ceiling. Tasks that together exceed what the cluster absorbs thus converge to what
 //!   it takes. The bucket itself keeps the configured rate; a lower effective rate makes each
 //!   document cost proportionally more tokens, so changing the rate needs no new bucket.
 
@@ -19,10 +19,11 @@ use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter as Governor};
 
-/// Share of the ceiling regained per second without an overload signal.
-const INCREASE_PER_SEC: f64 = 0.05;
+/// Share of the ceiling regained per second without an overload signal: from 70% back to the
+/// ceiling in 15 s. Slow enough that a task probing a cluster's limit hits it rarely.
+const INCREASE_PER_SEC: f64 = 0.02;
 /// Factor applied to the effective rate on an overload signal.
-const DECREASE_FACTOR: f64 = 0.5;
+const DECREASE_FACTOR: f64 = 0.7;
 /// Overload signals closer together than this count as one (one overload, many failed requests).
 const DECREASE_HOLD: Duration = Duration::from_secs(1);
 
@@ -232,17 +233,18 @@ mod tests {
     fn aimd_halves_once_per_hold_and_climbs_back() {
         let t0 = Instant::now();
         let mut a = Aimd::new(1000, 10, t0);
-        assert_eq!(a.overloaded(t0), Some(500.0));
+        let close = |x: Option<f64>, y: f64| x.is_some_and(|x| (x - y).abs() < 1e-6);
+        assert!(close(a.overloaded(t0), 700.0));
         assert_eq!(
             a.overloaded(t0 + Duration::from_millis(100)),
             None,
             "one overload, many failures"
         );
         let t1 = t0 + Duration::from_secs(2);
-        // +2 s of climbing (100/s) then halved: (500 + 100) / 2
-        assert_eq!(a.overloaded(t1), Some(300.0));
+        // +2 s of climbing (20/s), then 70%: (700 + 40) * 0.7
+        assert!(close(a.overloaded(t1), 518.0));
         a.climb(t1 + Duration::from_secs(4));
-        assert!((a.effective() - 500.0).abs() < 1e-6);
+        assert!(close(Some(a.effective()), 598.0));
         a.climb(t1 + Duration::from_secs(100));
         assert_eq!(a.effective(), 1000.0, "capped at the ceiling");
         for k in 0..50 {

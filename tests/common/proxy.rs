@@ -71,6 +71,17 @@ pub struct ProxyState {
     pub unauthorized: AtomicBool,
     /// Answer `_bulk` here with all-201 items, forwarding nothing.
     pub sink: AtomicBool,
+    /// A cluster that takes at most this many documents per one-second window and answers 429
+    /// to any `_bulk` request that would exceed it (0 = no limit).
+    pub capacity_per_sec: AtomicU64,
+    /// `_bulk` requests refused by `capacity_per_sec`.
+    pub capacity_rejections: AtomicU64,
+    /// Second since start → documents accepted under `capacity_per_sec`.
+    accepted_by_second: Mutex<BTreeMap<u64, u64>>,
+    /// Second since start → `_bulk` requests refused by `capacity_per_sec`.
+    rejected_by_second: Mutex<BTreeMap<u64, u64>>,
+    /// Second since start → `_bulk` body bytes that arrived in that second.
+    bytes_by_second: Mutex<BTreeMap<u64, u64>>,
     down: Mutex<Option<(Instant, DownMode)>>,
     // --- counters ---
     pub connections: AtomicU64,
@@ -149,6 +160,26 @@ impl ProxyState {
     /// from the first to the last window that saw a document.
     pub fn docs_per_second(&self) -> Vec<u64> {
         dense(&lock(&self.docs_by_second))
+    }
+
+    /// Documents accepted per one-second window under `capacity_per_sec`.
+    pub fn accepted_per_second(&self) -> Vec<u64> {
+        dense(&lock(&self.accepted_by_second))
+    }
+
+    /// (second, requests refused by `capacity_per_sec` in it), for the seconds that had any.
+    pub fn rejected_by_second(&self) -> BTreeMap<u64, u64> {
+        lock(&self.rejected_by_second).clone()
+    }
+
+    /// `_bulk` body bytes per one-second window.
+    pub fn bytes_per_second(&self) -> Vec<u64> {
+        dense(&lock(&self.bytes_by_second))
+    }
+
+    /// (second, `_bulk` requests that arrived in it), for the seconds that had any.
+    pub fn bulk_by_second(&self) -> BTreeMap<u64, u64> {
+        lock(&self.bulk_by_second).clone()
     }
 
     pub fn bulk_per_second(&self) -> Vec<u64> {
@@ -318,6 +349,11 @@ impl Proxy {
             bulk_requests: AtomicU64::new(0),
             bulk_failed_injected: AtomicU64::new(0),
             bulk_docs: AtomicU64::new(0),
+            capacity_per_sec: AtomicU64::new(0),
+            capacity_rejections: AtomicU64::new(0),
+            accepted_by_second: Mutex::new(BTreeMap::new()),
+            rejected_by_second: Mutex::new(BTreeMap::new()),
+            bytes_by_second: Mutex::new(BTreeMap::new()),
             items_faulted: AtomicU64::new(0),
             resets: AtomicU64::new(0),
             attempts_by_id: Mutex::new(HashMap::new()),
@@ -663,6 +699,7 @@ async fn handle_bulk(req: &Request, state: &ProxyState, http: &reqwest::Client) 
         .fetch_add(ops.len() as u64, Ordering::SeqCst);
     *lock(&state.docs_by_second).entry(now_s).or_default() += ops.len() as u64;
     *lock(&state.bulk_by_second).entry(now_s).or_default() += 1;
+    *lock(&state.bytes_by_second).entry(now_s).or_default() += req.body.len() as u64;
     let previous: Vec<u32> = {
         let mut by_id = lock(&state.attempts_by_id);
         let mut times = lock(&state.attempt_times);
@@ -676,6 +713,22 @@ async fn handle_bulk(req: &Request, state: &ProxyState, http: &reqwest::Client) 
             .collect()
     };
     let delay = Duration::from_millis(state.bulk_delay_ms.load(Ordering::SeqCst));
+    let capacity = state.capacity_per_sec.load(Ordering::SeqCst);
+    if capacity > 0 {
+        let mut accepted = lock(&state.accepted_by_second);
+        let this_second = accepted.entry(now_s).or_default();
+        if *this_second + ops.len() as u64 > capacity {
+            drop(accepted);
+            state.capacity_rejections.fetch_add(1, Ordering::SeqCst);
+            *lock(&state.rejected_by_second).entry(now_s).or_default() += 1;
+            return Reply::json(
+                429,
+                json!({"error": {"type": "es_rejected_execution_exception",
+                    "reason": "capacity of the test cluster exceeded"}, "status": 429}),
+            );
+        }
+        *this_second += ops.len() as u64;
+    }
     if chance(state.bulk_fail_permille.load(Ordering::SeqCst)) {
         state.bulk_failed_injected.fetch_add(1, Ordering::SeqCst);
         let status = match state.bulk_fail_status.load(Ordering::SeqCst) {

@@ -1,0 +1,904 @@
+//! Delivery guarantees under faults (issue 4): the real worker binary against LocalStack and a
+//! private osmem, with the fault-injecting proxy of `common::proxy` in between. Every scenario
+//! asserts on what a user can observe afterwards — the documents in the index (each record exactly
+//! once, or in the dead-letter index with its reason) and the messages left in the queues — and on
+//! the proxy's counters (attempts, connections, documents per second), never on log lines alone.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::proxy::{DownMode, ItemFault, Proxy, TlsIdentity};
+use common::*;
+use serde_json::{json, Value};
+
+const MINUTE: Duration = Duration::from_secs(60);
+const DATA: &str = "f4a-2*";
+const DEAD: &str = "f4a-dead-letter";
+
+async fn world_with_proxy(name: &str) -> (World, Proxy) {
+    let w = World::new(name).await;
+    let p = Proxy::start(&w.es.url).await;
+    (w, p)
+}
+
+/// The world's worker environment, pointed at the proxy, with a private health port.
+fn env_via(w: &World, p: &Proxy, extra: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut env = w.env();
+    env.insert("ES_URL".into(), p.url.clone());
+    env.insert("HEALTH_ADDR".into(), format!("127.0.0.1:{}", free_port()));
+    for (k, v) in extra {
+        env.insert(k.to_string(), v.to_string());
+    }
+    env
+}
+
+/// Asserts the data indices hold exactly the records `(key, i)` expected, each once.
+async fn assert_exactly_once(w: &World, expected: &[(&str, usize)]) {
+    let docs = w.es.all_docs(DATA).await;
+    let total: usize = expected.iter().map(|(_, n)| n).sum();
+    let mut seen = HashSet::new();
+    let mut ids = HashSet::new();
+    for d in &docs {
+        let s = &d["_source"];
+        let key = s["aws"]["s3"]["object"]["key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let i = s["i"].as_i64().unwrap();
+        assert!(seen.insert((key.clone(), i)), "duplicate record {key} #{i}");
+        assert!(ids.insert(d["_id"].as_str().unwrap().to_string()));
+    }
+    for (key, n) in expected {
+        for i in 0..*n {
+            assert!(
+                seen.contains(&(key.to_string(), i as i64)),
+                "record {key} #{i} missing ({} of {total} indexed)",
+                docs.len()
+            );
+        }
+    }
+    assert_eq!(docs.len(), total, "every record exactly once");
+}
+
+/// Watches the queue; when it first holds no message at all (the worker deleted it), returns the
+/// number of documents indexed at that moment. A message deleted before all its records are
+/// indexed shows up as a smaller number.
+fn watch_first_empty(w: &World) -> tokio::task::JoinHandle<Option<u64>> {
+    let aws = w.aws.clone();
+    let queue = w.queue_url.clone();
+    let es = w.es.url.clone();
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + 5 * MINUTE;
+        while Instant::now() < deadline {
+            if aws.depth(&queue).await == (0, 0) {
+                let _ = http.post(format!("{es}/_refresh")).send().await;
+                let v: Value = http
+                    .get(format!("{es}/{DATA}/_count"))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                return v["count"].as_u64();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        None
+    })
+}
+
+fn log_has_no_panic(log: &str) {
+    assert!(!log.contains("panicked"), "the worker panicked:\n{log}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. 30% of bulk requests answered 429/503.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_429_503_storm_every_record_once_with_backoff() {
+    let (w, p) = world_with_proxy("storm").await;
+    let n = 2000;
+    w.put_and_wait("storm.json.gz", gzip(&ndjson(n, "storm")))
+        .await;
+    p.state.fail_bulk(300, 0); // 30%, alternating 429 and 503
+    let env = env_via(
+        &w,
+        &p,
+        &[
+            ("RATE_LIMIT_DOCS_PER_SEC", "80"),
+            ("RATE_LIMIT_BURST", "40"),
+            ("BULK_MAX_DOCS", "40"),
+            ("RETRY_INITIAL_BACKOFF_MS", "400"),
+            ("RETRY_MAX_BACKOFF_MS", "3000"),
+            ("SQS_VISIBILITY_TIMEOUT_SECONDS", "10"),
+        ],
+    );
+    let watcher = watch_first_empty(&w);
+    let log = run_until_idle(&env, 3 * MINUTE).await;
+    log_has_no_panic(&log);
+
+    assert_eq!(
+        watcher.await.unwrap(),
+        Some(n as u64),
+        "the message was deleted only once every record was indexed"
+    );
+    assert_exactly_once(&w, &[("storm.json.gz", n)]).await;
+    assert_eq!(w.aws.depth(&w.queue_url).await, (0, 0));
+
+    let injected = p.state.bulk_failed_injected.load(Ordering::SeqCst);
+    let requests = p.state.bulk_requests();
+    let batches = n.div_ceil(40) as u64;
+    assert!(injected >= 5, "faults were injected ({injected})");
+    // ~1/0.7 attempts per batch; a tight loop would be orders of magnitude more.
+    assert!(
+        requests <= batches * 3,
+        "{requests} bulk requests for {batches} batches"
+    );
+    assert_eq!(requests - injected, batches, "each batch accepted once");
+    // Backoff: attempts carrying the same document are at least half the initial backoff apart.
+    let mut min_gap = u64::MAX;
+    for times in p.state.attempt_times().values() {
+        for pair in times.windows(2) {
+            min_gap = min_gap.min(pair[1] - pair[0]);
+        }
+    }
+    assert!(min_gap >= 190, "retry after only {min_gap} ms");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Item-level partial failures.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn item_failures_retry_only_failed_items_and_dead_letter_permanent_ones() {
+    let (w, p) = world_with_proxy("items").await;
+    let n = 300;
+    w.put_and_wait("items.json", ndjson(n, "items")).await;
+    const REASON: &str = "failed to parse field [msg] of type [long] in document";
+    // i % 10 == 1: rejected (429) on the first two attempts; i % 10 == 3: mapping error (400)
+    // for good; i % 10 == 5: 409 (the document is forwarded, so it is there).
+    p.state.set_item_rule(|c| {
+        if c.index == DEAD {
+            return None;
+        }
+        match c.source["i"].as_u64()? % 10 {
+            1 if c.previous_attempts < 2 => Some(ItemFault::Rejected),
+            3 => Some(ItemFault::MapperParsing(REASON.into())),
+            5 => Some(ItemFault::Conflict),
+            _ => None,
+        }
+    });
+    let env = env_via(&w, &p, &[("BULK_MAX_DOCS", "50")]);
+    let log = run_until_idle(&env, 2 * MINUTE).await;
+    log_has_no_panic(&log);
+
+    // Indexed: everything but the permanent failures, once.
+    let docs = w.es.all_docs(DATA).await;
+    let mut indexed: Vec<u64> = docs
+        .iter()
+        .map(|d| d["_source"]["i"].as_u64().unwrap())
+        .collect();
+    indexed.sort();
+    let expected: Vec<u64> = (0..n as u64).filter(|i| i % 10 != 3).collect();
+    assert_eq!(indexed, expected);
+
+    // Dead-lettered: the permanent ones, with the cluster's reason, the original, the provenance.
+    let dead = w.es.all_docs(DEAD).await;
+    assert_eq!(dead.len(), n / 10);
+    for d in &dead {
+        let s = &d["_source"];
+        assert_eq!(s["error"]["type"], "mapper_parsing_exception");
+        assert_eq!(s["error"]["message"], REASON);
+        assert_eq!(s["f4a"]["stage"], "index");
+        assert!(s["f4a"]["target_index"]
+            .as_str()
+            .unwrap()
+            .starts_with("f4a-2026"));
+        let original: Value = serde_json::from_str(s["event"]["original"].as_str().unwrap())
+            .expect("event.original is the document");
+        assert_eq!(original["i"].as_u64().unwrap() % 10, 3);
+        assert_eq!(original["tag"], "items");
+        assert_eq!(s["aws"]["s3"]["object"]["key"], "items.json");
+        assert_eq!(s["aws"]["s3"]["bucket"]["name"], w.bucket.as_str());
+        assert!(s["log"]["offset"].is_number());
+    }
+
+    // Only the failed items were sent again: per document, attempts by the rule.
+    let attempts = p.state.attempts_by_id();
+    let by_i: HashMap<u64, String> = docs
+        .iter()
+        .map(|d| {
+            (
+                d["_source"]["i"].as_u64().unwrap(),
+                d["_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (i, id) in &by_i {
+        let want = if i % 10 == 1 { 3 } else { 1 };
+        assert_eq!(attempts[id], want, "attempts of record {i}");
+    }
+    for d in &dead {
+        // One attempt into the data index, one into the dead-letter index (same id).
+        assert_eq!(attempts[d["_id"].as_str().unwrap()], 2);
+    }
+    assert_eq!(w.aws.depth(&w.queue_url).await, (0, 0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Cluster down, then back.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_down_then_back_keeps_message_and_finishes() {
+    let (w, p) = world_with_proxy("down").await;
+    let n = 500;
+    w.put_and_wait("down.json.gz", gzip(&ndjson(n, "down")))
+        .await;
+    // First half: connections accepted and dropped (counted); second half: refused.
+    let phase = Duration::from_secs(20);
+    p.state.down_for(phase, DownMode::AcceptAndDrop);
+    let env = env_via(
+        &w,
+        &p,
+        &[
+            ("SQS_VISIBILITY_TIMEOUT_SECONDS", "6"),
+            ("BULK_MAX_DOCS", "100"),
+            ("RETRY_INITIAL_BACKOFF_MS", "200"),
+            ("RETRY_MAX_BACKOFF_MS", "4000"),
+        ],
+    );
+    let health = format!("http://{}/readyz", env["HEALTH_ADDR"]);
+    let mut worker = Worker::spawn(&env, &["--exit-when-idle"]);
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let mut received = false;
+    let mut degraded = None;
+    let mut refuse_phase = false;
+    while started.elapsed() < 2 * phase {
+        if !refuse_phase && started.elapsed() >= phase {
+            let dropped = p.state.dropped_connections.load(Ordering::SeqCst);
+            // A few connection attempts per batch as the backoff grows; not a spin.
+            assert!(
+                (2..=80).contains(&dropped),
+                "{dropped} connection attempts in {phase:?}"
+            );
+            p.state.down_for(phase, DownMode::Refuse);
+            refuse_phase = true;
+        }
+        assert!(
+            worker.child.try_wait().unwrap().is_none(),
+            "the worker exited while the cluster was down; log:\n{}",
+            worker.log_text()
+        );
+        let (visible, in_flight) = w.aws.depth(&w.queue_url).await;
+        if in_flight == 1 {
+            received = true;
+        }
+        if received {
+            assert_eq!(
+                (visible, in_flight),
+                (0, 1),
+                "the message stays invisible at {:?} (heartbeat)",
+                started.elapsed()
+            );
+        }
+        if let Ok(r) = http.get(&health).send().await {
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            if status == 503 && body["status"] == "degraded" {
+                degraded = Some(body);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(received, "the worker received the message");
+    assert_eq!(w.es.count(DATA).await, 0, "nothing reached the cluster");
+    let body = degraded.unwrap_or_else(|| {
+        panic!(
+            "/readyz never reported degraded; log:\n{}",
+            worker.log_text()
+        )
+    });
+    assert!(!body["cluster"].as_str().unwrap_or("").is_empty(), "{body}");
+
+    // The cluster is back: the worker finishes on its own.
+    let code = worker.wait(2 * MINUTE).await;
+    let log = worker.log_text();
+    assert_eq!(code, 0, "log:\n{log}");
+    log_has_no_panic(&log);
+    assert_exactly_once(&w, &[("down.json.gz", n)]).await;
+    assert_eq!(w.aws.depth(&w.queue_url).await, (0, 0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Slow cluster: responses after the client timeout; and connections reset mid-response.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_cluster_timeouts_are_retried_without_duplicates() {
+    let (w, p) = world_with_proxy("slow").await;
+    let n = 400;
+    w.put_and_wait("slow.json", ndjson(n, "slow")).await;
+    // The cluster indexes each request but answers after the worker's 1 s timeout.
+    p.state.set_delay(Duration::from_millis(1500));
+    let env = env_via(
+        &w,
+        &p,
+        &[("ES_REQUEST_TIMEOUT_SECS", "1"), ("BULK_MAX_DOCS", "50")],
+    );
+    let mut worker = Worker::spawn(&env, &["--exit-when-idle"]);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let during = p.state.bulk_requests();
+    p.state.set_delay(Duration::ZERO);
+    let code = worker.wait(2 * MINUTE).await;
+    assert_eq!(code, 0, "log:\n{}", worker.log_text());
+    assert!(during >= 3, "requests timed out meanwhile ({during})");
+    assert!(
+        p.state.bulk_requests() > n.div_ceil(50) as u64,
+        "timed-out requests were retried"
+    );
+    assert_exactly_once(&w, &[("slow.json", n)]).await;
+    assert_eq!(w.aws.depth(&w.queue_url).await, (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_resets_mid_response_are_retried_without_duplicates() {
+    let (w, p) = world_with_proxy("reset").await;
+    let n = 400;
+    w.put_and_wait("reset.json", ndjson(n, "reset")).await;
+    p.state.reset_permille.store(400, Ordering::SeqCst);
+    let env = env_via(&w, &p, &[("BULK_MAX_DOCS", "40")]);
+    let log = run_until_idle(&env, 2 * MINUTE).await;
+    log_has_no_panic(&log);
+    assert!(
+        p.state.resets.load(Ordering::SeqCst) >= 2,
+        "resets happened"
+    );
+    assert_exactly_once(&w, &[("reset.json", n)]).await;
+    assert_eq!(w.aws.depth(&w.queue_url).await, (0, 0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. SIGTERM during a large object, with a slow cluster.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_with_slow_cluster_exits_in_time_and_restart_is_exactly_once() {
+    let (w, p) = world_with_proxy("term").await;
+    let n = 3000;
+    w.put_and_wait("big.json.gz", gzip(&ndjson(n, "big"))).await;
+    p.state.set_delay(Duration::from_millis(1500));
+    let shutdown_secs = 4;
+    let env = env_via(
+        &w,
+        &p,
+        &[
+            ("RATE_LIMIT_DOCS_PER_SEC", "400"),
+            ("BULK_MAX_DOCS", "100"),
+            ("SHUTDOWN_TIMEOUT_SECS", "4"),
+        ],
+    );
+    let mut worker = Worker::spawn(&env, &[]);
+    assert!(
+        w.es.wait_count(DATA, 200, MINUTE).await >= 200,
+        "indexing started; log:\n{}",
+        worker.log_text()
+    );
+    let started = Instant::now();
+    worker.signal("TERM");
+    let code = worker.wait(Duration::from_secs(15)).await;
+    let took = started.elapsed();
+    assert_eq!(code, 0, "log:\n{}", worker.log_text());
+    assert!(
+        took <= Duration::from_secs(shutdown_secs + 1),
+        "exited after {took:?}"
+    );
+    assert!(w.es.count(DATA).await < n as u64, "stopped mid-object");
+    assert_eq!(
+        w.aws
+            .wait_visible(&w.queue_url, 1, Duration::from_secs(5))
+            .await,
+        1,
+        "the unfinished message went back to the queue at once"
+    );
+
+    p.state.set_delay(Duration::ZERO);
+    let env = env_via(&w, &p, &[]);
+    run_until_idle(&env, 2 * MINUTE).await;
+    assert_exactly_once(&w, &[("big.json.gz", n)]).await;
+    assert_eq!(w.aws.depth(&w.queue_url).await, (0, 0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. SIGKILL mid-batch.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_mid_batch_then_redelivery_is_exactly_once() {
+    let (w, p) = world_with_proxy("kill").await;
+    let n = 1500;
+    w.put_and_wait("kill.json.gz", gzip(&ndjson(n, "kill")))
+        .await;
+    // Slow answers, so a bulk request is in flight when the worker dies.
+    p.state.set_delay(Duration::from_millis(500));
+    let env = env_via(
+        &w,
+        &p,
+        &[
+            ("SQS_VISIBILITY_TIMEOUT_SECONDS", "5"),
+            ("RATE_LIMIT_DOCS_PER_SEC", "300"),
+            ("BULK_MAX_DOCS", "100"),
+        ],
+    );
+    let mut worker = Worker::spawn(&env, &[]);
+    assert!(
+        w.es.wait_count(DATA, 200, MINUTE).await >= 200,
+        "indexing started; log:\n{}",
+        worker.log_text()
+    );
+    worker.signal("KILL");
+    let code = worker.wait(Duration::from_secs(5)).await;
+    assert_ne!(code, 0);
+    let partial = w.es.count(DATA).await;
+    assert!(partial < n as u64, "killed mid-object ({partial})");
+    // Nobody released it: it comes back when its visibility timeout ends.
+    assert_eq!(
+        w.aws
+            .wait_visible(&w.queue_url, 1, Duration::from_secs(15))
+            .await,
+        1
+    );
+    p.state.set_delay(Duration::ZERO);
+    run_until_idle(&env_via(&w, &p, &[]), 2 * MINUTE).await;
+    assert_exactly_once(&w, &[("kill.json.gz", n)]).await;
+    assert_eq!(w.aws.depth(&w.queue_url).await, (0, 0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Two workers on one queue.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workers_share_a_queue_within_the_sum_of_their_limits() {
+    let (w, p) = world_with_proxy("two").await;
+    let (objects, per) = (8, 200);
+    for k in 0..objects {
+        w.put_and_wait(&format!("two/{k}.json"), ndjson(per, &format!("t{k}")))
+            .await;
+    }
+    let (rate, burst) = (100u64, 50u64);
+    let extra = [
+        ("RATE_LIMIT_DOCS_PER_SEC", "100"),
+        ("RATE_LIMIT_BURST", "50"),
+        ("BULK_MAX_DOCS", "50"),
+        ("SQS_MAX_MESSAGES", "1"),
+        ("MAX_IN_FLIGHT_MESSAGES", "2"),
+    ];
+    let mut a = Worker::spawn(&env_via(&w, &p, &extra), &["--exit-when-idle"]);
+    let mut b = Worker::spawn(&env_via(&w, &p, &extra), &["--exit-when-idle"]);
+    assert_eq!(a.wait(2 * MINUTE).await, 0, "log:\n{}", a.log_text());
+    assert_eq!(b.wait(2 * MINUTE).await, 0, "log:\n{}", b.log_text());
+
+    let keys: Vec<String> = (0..objects).map(|k| format!("two/{k}.json")).collect();
+    let expected: Vec<(&str, usize)> = keys.iter().map(|k| (k.as_str(), per)).collect();
+    assert_exactly_once(&w, &expected).await;
+    assert_eq!(w.aws.depth(&w.queue_url).await, (0, 0));
+    for (name, wk) in [("a", &a), ("b", &b)] {
+        assert!(
+            wk.log_text().contains("message done"),
+            "worker {name} took part"
+        );
+    }
+    // Per one-second window, the two together never exceed their rates plus their bursts; over
+    // the whole run, the sum of their rates.
+    // (One batch of slack: a batch sent at the end of a window may arrive in the next one.)
+    let windows = p.state.docs_per_second();
+    let max = *windows.iter().max().unwrap();
+    assert!(
+        max <= 2 * (rate + burst) + 50,
+        "window of {max} docs: {windows:?}"
+    );
+    let total: u64 = windows.iter().sum();
+    assert_eq!(total, (objects * per) as u64);
+    let secs = windows.len() as f64;
+    let avg = (total - 2 * burst) as f64 / secs;
+    assert!(
+        avg <= 2.0 * rate as f64 * 1.1,
+        "average {avg:.0} docs/s: {windows:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. Processing longer than the visibility timeout.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn heartbeat_keeps_a_long_message_from_a_second_worker() {
+    let (w, p) = world_with_proxy("long").await;
+    let n = 500;
+    w.put_and_wait("long.json", ndjson(n, "long")).await;
+    let extra = [
+        ("SQS_VISIBILITY_TIMEOUT_SECONDS", "4"),
+        ("RATE_LIMIT_DOCS_PER_SEC", "40"),
+        ("RATE_LIMIT_BURST", "20"),
+        ("BULK_MAX_DOCS", "20"),
+    ];
+    let started = Instant::now();
+    let mut a = Worker::spawn(&env_via(&w, &p, &extra), &["--exit-when-idle"]);
+    assert!(w.es.wait_count(DATA, 1, MINUTE).await >= 1);
+    // A second task polls the same queue all along.
+    let mut b = Worker::spawn(&env_via(&w, &p, &extra), &[]);
+    assert_eq!(a.wait(2 * MINUTE).await, 0, "log:\n{}", a.log_text());
+    let took = started.elapsed();
+    b.signal("TERM");
+    assert_eq!(b.wait(Duration::from_secs(30)).await, 0);
+    assert!(
+        took >= Duration::from_secs(8),
+        "processing outlasted the visibility timeout twice ({took:?})"
+    );
+    // Nobody processed the message in parallel: every document was sent exactly once.
+    let attempts = p.state.attempts_by_id();
+    assert_eq!(attempts.len(), n);
+    assert!(
+        attempts.values().all(|c| *c == 1),
+        "a document was sent twice"
+    );
+    assert_eq!(p.state.bulk_docs.load(Ordering::SeqCst), n as u64);
+    assert_exactly_once(&w, &[("long.json", n)]).await;
+    assert_eq!(w.aws.depth(&w.queue_url).await, (0, 0));
+    assert!(!b.log_text().contains("object read"), "{}", b.log_text());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. Bad input corpus.
+
+fn lines(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in parts {
+        out.extend_from_slice(p);
+        out.push(b'\n');
+    }
+    out
+}
+
+fn rec(i: usize, tag: &str) -> Vec<u8> {
+    json!({"i": i, "tag": tag, "@timestamp": "2026-11-24T10:00:00.000Z"})
+        .to_string()
+        .into_bytes()
+}
+
+/// gzip through the system's `gzip` (fast even for a 50 MB line in a debug build).
+fn gzip_cli(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("gzip")
+        .arg("-1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gzip");
+    let mut stdin = child.stdin.take().unwrap();
+    let data = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&data).unwrap());
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out.stdout
+}
+
+/// Peak resident memory of a process while it runs, sampled from /proc.
+fn sample_rss(pid: u32) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let mut peak = 0;
+        while let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            if let Some(kb) = s
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                peak = peak.max(kb * 1024);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        peak
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_corpus_dead_letters_or_redrives_and_keeps_good_records() {
+    // maxReceiveCount 1: a message left for redrive moves to the DLQ on its next receive.
+    let w = World::with_max_receive("badinput", 1).await;
+    let g = |i| rec(i, "good");
+
+    let trunc_full = gzip(&ndjson(200, "trunc"));
+    let trunc = trunc_full[..trunc_full.len() / 2].to_vec();
+    let mut rng = fastrand::Rng::with_seed(4);
+    let noise: Vec<u8> = (0..4096).map(|_| rng.u8(..)).collect();
+    let mut huge = b"{\"big\":\"".to_vec();
+    huge.resize(50 * 1024 * 1024, b'x');
+    huge.extend_from_slice(b"\"}");
+    let deep = "{\"a\":".repeat(10_000) + "1" + &"}".repeat(10_000);
+
+    let objects: Vec<(&str, Vec<u8>)> = vec![
+        ("trunc.json.gz", trunc),
+        ("noise.gz", gzip(&noise)),
+        (
+            "utf8.json",
+            lines(&[&g(0), b"{\"s\":\"\xff\xfe\xfd\",\"i\":99}", &g(1)]),
+        ),
+        ("huge.json.gz", gzip_cli(&lines(&[&g(0), &huge, &g(1)]))),
+        ("deep.json", lines(&[&g(0), deep.as_bytes(), &g(1)])),
+        (
+            "bignum.json",
+            lines(&[
+                &g(0),
+                b"{\"n\":1e400,\"i\":98}",
+                b"{\"n\":123456789012345678901234567890,\"i\":1}",
+                &g(2),
+            ]),
+        ),
+        ("dupkeys.json", lines(&[b"{\"k\":1,\"k\":2,\"i\":0}"])),
+        ("emptyrecord.json", lines(&[b"{}"])),
+        ("empty.json", Vec::new()),
+        ("newlines.json", b"\n\n\n\r\n\n".to_vec()),
+    ];
+    drop(huge);
+    for (key, body) in objects {
+        w.put_and_wait(key, body).await;
+    }
+    let missing_bucket = json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3",
+        "eventName": "ObjectCreated:Put", "eventTime": "2026-11-24T10:00:00.000Z",
+        "s3": {"bucket": {"name": "f4a-no-such-bucket-4c1d"}, "object": {"key": "x.json", "size": 1}}}]})
+    .to_string();
+    w.aws.send(&w.queue_url, &missing_bucket).await;
+    w.aws.send(&w.queue_url, "{not json at all").await;
+
+    let mut env = w.env();
+    env.insert("HEALTH_ADDR".into(), format!("127.0.0.1:{}", free_port()));
+    env.insert("SQS_VISIBILITY_TIMEOUT_SECONDS".into(), "30".into());
+    let mut worker = Worker::spawn(&env, &["--exit-when-idle"]);
+    let rss = sample_rss(worker.child.id().unwrap());
+    let code = worker.wait(3 * MINUTE).await;
+    let log = worker.log_text();
+    assert_eq!(code, 0, "log:\n{log}");
+    log_has_no_panic(&log);
+    let peak = rss.await.unwrap();
+    assert!(
+        peak < 256 * 1024 * 1024,
+        "memory stays bounded with a 50 MB line: peak RSS {} MiB",
+        peak >> 20
+    );
+
+    let docs = w.es.all_docs(DATA).await;
+    let dead = w.es.all_docs(DEAD).await;
+    let of = |docs: &[Value], key: &str| -> Vec<Value> {
+        docs.iter()
+            .filter(|d| d["_source"]["aws"]["s3"]["object"]["key"] == key)
+            .map(|d| d["_source"].clone())
+            .collect()
+    };
+    let is = |docs: &[Value]| -> Vec<i64> {
+        let mut v: Vec<i64> = docs.iter().filter_map(|d| d["i"].as_i64()).collect();
+        v.sort();
+        v
+    };
+
+    // Truncated gzip: every record before the damage, then one dead-letter entry.
+    let t = of(&docs, "trunc.json.gz");
+    assert!(!t.is_empty() && t.len() < 200, "{}", t.len());
+    assert_eq!(is(&t), (0..t.len() as i64).collect::<Vec<_>>());
+    let td = of(&dead, "trunc.json.gz");
+    assert_eq!(td.len(), 1);
+    assert_eq!(td[0]["f4a"]["stage"], "decode");
+
+    // Binary noise: whatever it decodes to, something says so.
+    assert!(of(&docs, "noise.gz").len() + of(&dead, "noise.gz").len() >= 1);
+
+    for (key, good, bad) in [
+        ("utf8.json", vec![0, 1], 1),
+        ("huge.json.gz", vec![0, 1], 1),
+        ("deep.json", vec![0, 1], 1),
+        ("bignum.json", vec![0, 1, 2], 1),
+    ] {
+        assert_eq!(is(&of(&docs, key)), good, "{key}: good records kept");
+        let d = of(&dead, key);
+        assert_eq!(d.len(), bad, "{key}: dead-lettered");
+        for e in &d {
+            assert!(!e["error"]["message"].as_str().unwrap().is_empty());
+            assert_eq!(e["f4a"]["stage"], "decode");
+            assert!(e["log"]["offset"].as_u64().unwrap() > 0);
+        }
+    }
+    let h = &of(&dead, "huge.json.gz")[0];
+    assert!(
+        h["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("MAX_RECORD_BYTES"),
+        "{}",
+        h["error"]["message"]
+    );
+    let head = h["event"]["original"].as_str().unwrap();
+    assert!(head.starts_with("{\"big\":\"xxx") && head.len() <= 16 * 1024);
+    let big = &of(&docs, "bignum.json");
+    assert!(
+        big.iter().any(|d| d["n"].is_number()),
+        "a beyond-i64 integer is kept as a number"
+    );
+
+    let dup = of(&docs, "dupkeys.json");
+    assert_eq!(dup.len(), 1);
+    assert_eq!(dup[0]["k"], 2, "last duplicate key wins");
+    let empty = of(&docs, "emptyrecord.json");
+    assert_eq!(empty.len(), 1);
+    assert!(empty[0]["@timestamp"].is_string() && empty[0]["log"]["offset"] == 0);
+    for key in ["empty.json", "newlines.json"] {
+        assert!(
+            of(&docs, key).is_empty() && of(&dead, key).is_empty(),
+            "{key}"
+        );
+    }
+
+    // The two bad notifications were left in the queue (released with a short delay), every
+    // other message deleted. On their next receive SQS moves them to the DLQ.
+    let (visible, in_flight) = w.aws.depth(&w.queue_url).await;
+    assert_eq!(visible + in_flight, 2, "left for redrive");
+    assert!(log.contains("not an S3 notification"), "{log}");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    run_until_idle(&env, MINUTE).await;
+    assert_eq!(w.aws.depth(&w.queue_url).await, (0, 0));
+    let mut dlq = w.aws.peek_bodies(&w.dlq_url).await;
+    dlq.sort();
+    let mut want = vec![missing_bucket, "{not json at all".to_string()];
+    want.sort();
+    assert_eq!(dlq, want, "both in the dead-letter queue");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Security: secrets never reach the logs.
+
+const SECRET_PASSWORD: &str = "pw-Zq8XvT3kL9mNr2Wd";
+const SECRET_API_KEY_ID: &str = "keyid-f4a";
+const SECRET_API_KEY: &str = "ak-Yb7HcJ4pQ6sVt1Ue";
+
+fn api_key_b64() -> String {
+    // base64 of "id:key", by hand (no base64 crate among the dev-dependencies).
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let input = format!("{SECRET_API_KEY_ID}:{SECRET_API_KEY}").into_bytes();
+    let mut out = String::new();
+    for c in input.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for k in 0..4 {
+            if k <= c.len() {
+                out.push(T[(n >> (18 - 6 * k) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn assert_secret_free(log: &str) {
+    for s in [SECRET_PASSWORD, SECRET_API_KEY, &api_key_b64()] {
+        assert!(!log.contains(s), "secret {s} in the log:\n{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_never_appear_in_logs() {
+    let (w, p) = world_with_proxy("secret").await;
+    let verbose = "debug,aws=info,aws_smithy_runtime=info,aws_smithy_runtime_api=info,aws_config=info,aws_sdk_sqs=info,aws_sdk_s3=info,elasticsearch=trace,reqwest=trace,hyper=trace,hyper_util=trace";
+
+    // Basic auth, accepted (osmem ignores it), JSON logs at debug.
+    w.put_and_wait("a.json", ndjson(20, "a")).await;
+    let env = env_via(
+        &w,
+        &p,
+        &[
+            ("ES_USERNAME", "elastic"),
+            ("ES_PASSWORD", SECRET_PASSWORD),
+            ("LOG_FORMAT", "json"),
+            ("RUST_LOG", verbose),
+        ],
+    );
+    let log = run_until_idle(&env, MINUTE).await;
+    assert_secret_free(&log);
+    assert_eq!(w.es.count(DATA).await, 20);
+    assert!(
+        p.state
+            .auth_headers
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|h| h.starts_with("Basic ")),
+        "the password was sent, so its absence from the log means something"
+    );
+
+    // API key, refused with 401 for a while (the worker logs the failures), then accepted.
+    w.put_and_wait("b.json", ndjson(20, "b")).await;
+    p.state.unauthorized.store(true, Ordering::SeqCst);
+    let env = env_via(
+        &w,
+        &p,
+        &[
+            ("ES_API_KEY", &api_key_b64()),
+            ("RUST_LOG", verbose),
+            ("RETRY_MAX_BACKOFF_MS", "500"),
+        ],
+    );
+    let mut worker = Worker::spawn(&env, &["--exit-when-idle"]);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(w.es.count(DATA).await, 20, "nothing indexed while refused");
+    p.state.unauthorized.store(false, Ordering::SeqCst);
+    assert_eq!(worker.wait(MINUTE).await, 0);
+    let log = worker.log_text();
+    assert!(log.contains("401"), "the refusals are logged:\n{log}");
+    assert_secret_free(&log);
+    assert_eq!(w.es.count(DATA).await, 40);
+    assert!(p
+        .state
+        .auth_headers
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|h| h == &format!("ApiKey {}", api_key_b64())));
+
+    // A configuration error that involves the secrets does not print them either.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_f4a-indexer"))
+        .env_clear()
+        .envs([
+            ("SQS_QUEUE_URL", "http://x/q"),
+            ("ES_USERNAME", "elastic"),
+            ("ES_PASSWORD", SECRET_PASSWORD),
+            ("ES_API_KEY", &api_key_b64()),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_secret_free(&String::from_utf8_lossy(&out.stderr));
+    assert_secret_free(&String::from_utf8_lossy(&out.stdout));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Security: TLS verification on by default, ES_CA_CERT for a private CA.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_is_verified_by_default_and_es_ca_cert_trusts_a_private_ca() {
+    let w = World::new("tls").await;
+    let (ca_pem, identity) = TlsIdentity::private_ca_and_server();
+    let p = Proxy::start_tls(&w.es.url, &identity).await;
+    w.put_and_wait("tls.json", ndjson(30, "tls")).await;
+
+    // No ES_CA_CERT: the certificate is not trusted; nothing is sent, the message is kept.
+    let env = env_via(&w, &p, &[("RETRY_MAX_BACKOFF_MS", "500")]);
+    let mut worker = Worker::spawn(&env, &[]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        p.state.connections.load(Ordering::SeqCst) >= 2,
+        "the worker tried (and retried) to connect"
+    );
+    assert_eq!(
+        p.state.requests.load(Ordering::SeqCst),
+        0,
+        "no request got through"
+    );
+    assert_eq!(w.es.count(DATA).await, 0);
+    assert_eq!(w.aws.depth(&w.queue_url).await, (0, 1), "message kept");
+    worker.signal("TERM");
+    assert_eq!(worker.wait(Duration::from_secs(30)).await, 0);
+    let log = worker.log_text();
+    assert!(
+        log.to_lowercase().contains("certificate"),
+        "the failure names the certificate:\n{log}"
+    );
+
+    // With the private CA: indexed.
+    let ca = std::env::temp_dir().join(format!("{}.pem", unique("f4a-ca")));
+    std::fs::write(&ca, ca_pem).unwrap();
+    let env = env_via(&w, &p, &[("ES_CA_CERT", ca.to_str().unwrap())]);
+    run_until_idle(&env, MINUTE).await;
+    assert_exactly_once(&w, &[("tls.json", 30)]).await;
+    assert_eq!(w.aws.depth(&w.queue_url).await, (0, 0));
+    let _ = std::fs::remove_file(ca);
+}
