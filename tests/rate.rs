@@ -1,0 +1,198 @@
+//! Predictable push (issue 5): with a backlog far larger than the rate, the counting proxy in
+//! front of the cluster sees the configured rate, steady, per one-second window; and a cluster
+//! that answers 429 above its capacity gets the worker to settle near that capacity.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::proxy::Proxy;
+use common::*;
+
+/// Puts `objects` gzip NDJSON objects of `per_object` records and waits until all are announced.
+async fn backlog(w: &World, objects: usize, per_object: usize) {
+    for k in 0..objects {
+        w.aws
+            .put(
+                &w.bucket,
+                &format!("backlog/{k:04}.json.gz"),
+                gzip(&ndjson(per_object, &format!("o{k}"))),
+            )
+            .await;
+    }
+    let seen = w
+        .aws
+        .wait_visible(&w.queue_url, objects as u64, Duration::from_secs(60))
+        .await;
+    assert_eq!(seen, objects as u64, "notifications of the backlog");
+}
+
+/// Runs the worker until the proxy has seen `windows` one-second windows of traffic, then stops it.
+async fn run_for_windows(
+    env: &std::collections::HashMap<String, String>,
+    proxy: &Proxy,
+    windows: usize,
+) -> Worker {
+    let mut env = env.clone();
+    // The stop only cuts the measurement; no need to drain the backlog at the limited rate.
+    env.insert("SHUTDOWN_TIMEOUT_SECS".into(), "3".into());
+    let mut worker = Worker::spawn(&env, &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(windows as u64 + 60);
+    while proxy.state.docs_per_second().len() < windows {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "traffic did not flow; log:\n{}",
+            worker.log_text()
+        );
+        if let Ok(Some(status)) = worker.child.try_wait() {
+            panic!(
+                "worker exited early ({status}); log:\n{}",
+                worker.log_text()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    worker.signal("TERM");
+    assert_eq!(worker.wait(Duration::from_secs(40)).await, 0);
+    worker
+}
+
+/// Steady-state windows: the first two (start-up, initial burst) and the last (cut by the stop)
+/// are left out of the mean but not out of the maximum.
+fn check_steady(series: &[u64], limit: f64, burst: f64, what: &str) {
+    assert!(series.len() >= 34, "{what}: only {} windows", series.len());
+    let steady = &series[2..series.len() - 1];
+    let mean = steady.iter().sum::<u64>() as f64 / steady.len() as f64;
+    let max = *series.iter().max().unwrap() as f64;
+    eprintln!(
+        "{what}: limit {limit}, mean {mean:.1} over {} windows, max {max}; series {series:?}",
+        steady.len()
+    );
+    assert!(
+        (mean - limit).abs() / limit <= 0.03,
+        "{what}: mean {mean:.1} not within 3% of {limit}; {series:?}"
+    );
+    assert!(
+        max <= limit + burst,
+        "{what}: a window of {max} exceeds limit + burst ({}); {series:?}",
+        limit + burst
+    );
+}
+
+async fn steady_rate(rate: u64, name: &str) {
+    let w = World::new(name).await;
+    let proxy = Proxy::start(&w.es.url).await;
+    proxy.state.sink.store(true, Ordering::SeqCst);
+    let burst = rate / 5;
+    // 35 windows at `rate`, times 1.5: far more than the run consumes.
+    let total = (rate * 35 * 3 / 2) as usize;
+    let per_object = (total / 20).max(100);
+    backlog(&w, total.div_ceil(per_object), per_object).await;
+    let mut env = w.env();
+    env.insert("ES_URL".into(), proxy.url.clone());
+    env.insert("RATE_LIMIT_DOCS_PER_SEC".into(), rate.to_string());
+    env.insert("RATE_LIMIT_BURST".into(), burst.to_string());
+    env.insert("BULK_MAX_DOCS".into(), burst.to_string());
+    run_for_windows(&env, &proxy, 36).await;
+    check_steady(
+        &proxy.state.docs_per_second(),
+        rate as f64,
+        burst as f64,
+        &format!("{rate} docs/s"),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn steady_rate_200_docs_per_sec() {
+    steady_rate(200, "rate200").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn steady_rate_2000_docs_per_sec() {
+    steady_rate(2000, "rate2000").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn steady_bytes_per_sec() {
+    let w = World::new("ratebytes").await;
+    let proxy = Proxy::start(&w.es.url).await;
+    proxy.state.sink.store(true, Ordering::SeqCst);
+    // Documents of ~330 bulk bytes: 60 kB/s is ~180 docs/s, far below the document limit.
+    let bytes_rate = 60_000u64;
+    backlog(&w, 10, 1200).await;
+    let mut env = w.env();
+    env.insert("ES_URL".into(), proxy.url.clone());
+    env.insert("RATE_LIMIT_DOCS_PER_SEC".into(), "100000".into());
+    env.insert("RATE_LIMIT_BYTES_PER_SEC".into(), bytes_rate.to_string());
+    env.insert("BULK_MAX_DOCS".into(), "30".into());
+    run_for_windows(&env, &proxy, 36).await;
+    // The bytes bucket holds one second of rate.
+    check_steady(
+        &proxy.state.bytes_per_second(),
+        bytes_rate as f64,
+        bytes_rate as f64,
+        "bytes/s",
+    );
+}
+
+/// Configured for 1000 docs/s, the cluster takes 250: adaptive backoff settles near what it takes,
+/// rejections become rare, and every record is indexed exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn adaptive_rate_settles_at_cluster_capacity() {
+    let w = World::new("adaptive").await;
+    let proxy = Proxy::start(&w.es.url).await;
+    let capacity = 250u64;
+    proxy
+        .state
+        .capacity_per_sec
+        .store(capacity, Ordering::SeqCst);
+    let total = 9000usize;
+    backlog(&w, 10, total / 10).await;
+    let mut env = w.env();
+    env.insert("ES_URL".into(), proxy.url.clone());
+    env.insert("RATE_LIMIT_DOCS_PER_SEC".into(), "1000".into());
+    env.insert("RATE_LIMIT_BURST".into(), "100".into());
+    env.insert("BULK_MAX_DOCS".into(), "25".into());
+    env.insert("RETRY_INITIAL_BACKOFF_MS".into(), "200".into());
+    let mut worker = Worker::spawn(&env, &["--exit-when-idle"]);
+    assert_eq!(
+        worker.wait(Duration::from_secs(180)).await,
+        0,
+        "{}",
+        worker.log_text()
+    );
+    let log = worker.log_text();
+    assert!(
+        log.contains("lowering the insert rate"),
+        "adaptive decrease logged"
+    );
+
+    let requests = proxy.state.bulk_by_second();
+    let rejected = proxy.state.rejected_by_second();
+    let first = *requests.keys().next().unwrap();
+    let after = |m: &std::collections::BTreeMap<u64, u64>| {
+        m.iter()
+            .filter(|(s, _)| **s >= first + 10)
+            .map(|(_, n)| n)
+            .sum::<u64>()
+    };
+    let (req_late, rej_late) = (after(&requests), after(&rejected));
+    let share = rej_late as f64 / req_late as f64;
+    let accepted = proxy.state.accepted_per_second();
+    eprintln!("rejected after 10 s: {rej_late}/{req_late} = {share:.3}; accepted per second: {accepted:?}");
+    assert!(
+        share < 0.05,
+        "rejected share after the first seconds: {share:.3}"
+    );
+    // Near the capacity: the steady accepted rate (start and tail excluded) is at least 70% of it.
+    let steady = &accepted[10.min(accepted.len())..accepted.len().saturating_sub(3)];
+    let mean = steady.iter().sum::<u64>() as f64 / steady.len().max(1) as f64;
+    assert!(
+        mean >= 0.7 * capacity as f64 && mean <= capacity as f64,
+        "accepted mean {mean:.0} vs capacity {capacity}"
+    );
+    // Every record once.
+    assert_eq!(w.es.count("f4a-*").await, total as u64);
+    assert_eq!(w.aws.depth(&w.queue_url).await, (0, 0));
+}
