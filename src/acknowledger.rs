@@ -160,32 +160,20 @@ impl Acknowledger {
         let Some(receipt) = self.untrack(message_id) else {
             return;
         };
-        for attempt in 1..=3u32 {
-            match self
-                .sqs
+        let deleted = retry_sqs("delete_message", || {
+            self.sqs
                 .delete_message()
                 .queue_url(&self.queue_url)
                 .receipt_handle(&receipt)
                 .send()
-                .await
-            {
-                Ok(_) => return,
-                Err(e) => {
-                    let e = aws_sdk_sqs::error::DisplayErrorContext(e);
-                    tracing::warn!(message_id, attempt, error = %e, "delete_message failed");
-                    tokio::time::sleep(backoff::delay(
-                        attempt,
-                        Duration::from_millis(200),
-                        Duration::from_secs(2),
-                    ))
-                    .await;
-                }
-            }
+        })
+        .await;
+        if deleted.is_none() {
+            tracing::error!(
+                message_id,
+                "giving up deleting the message; it will be redelivered and overwrite its documents"
+            );
         }
-        tracing::error!(
-            message_id,
-            "giving up deleting the message; it will be redelivered and overwrite its documents"
-        );
     }
 
     /// Give the message back to the queue after `delay_secs` (0 = at once).
@@ -194,29 +182,16 @@ impl Acknowledger {
         let Some(receipt) = self.untrack(message_id) else {
             return;
         };
-        for attempt in 1..=3u32 {
-            match self
-                .sqs
+        // If this fails too, the message comes back when its visibility timeout ends.
+        retry_sqs("change_message_visibility", || {
+            self.sqs
                 .change_message_visibility()
                 .queue_url(&self.queue_url)
                 .receipt_handle(&receipt)
                 .visibility_timeout(delay_secs)
                 .send()
-                .await
-            {
-                Ok(_) => return,
-                Err(e) => {
-                    let e = aws_sdk_sqs::error::DisplayErrorContext(e);
-                    tracing::warn!(message_id, attempt, error = %e, "releasing the message failed");
-                    tokio::time::sleep(backoff::delay(
-                        attempt,
-                        Duration::from_millis(200),
-                        Duration::from_secs(2),
-                    ))
-                    .await;
-                }
-            }
-        }
+        })
+        .await;
     }
 
     /// At shutdown: every message still in flight goes back to the queue at once.
@@ -289,39 +264,48 @@ impl Acknowledger {
                     .ok()
             })
             .collect();
-        for attempt in 1..=3u32 {
-            match self
-                .sqs
+        let out = retry_sqs("change_message_visibility_batch", || {
+            self.sqs
                 .change_message_visibility_batch()
                 .queue_url(&self.queue_url)
                 .set_entries(Some(batch.clone()))
                 .send()
-                .await
-            {
-                Ok(out) => {
-                    for f in out.failed() {
-                        tracing::warn!(
-                            entry = f.id(),
-                            code = f.code(),
-                            reason = f.message(),
-                            "visibility change refused"
-                        );
-                    }
-                    return;
-                }
-                Err(e) => {
-                    let e = aws_sdk_sqs::error::DisplayErrorContext(e);
-                    tracing::warn!(attempt, error = %e, "change_message_visibility_batch failed");
-                    tokio::time::sleep(backoff::delay(
-                        attempt,
-                        Duration::from_millis(200),
-                        Duration::from_secs(2),
-                    ))
-                    .await;
-                }
+        })
+        .await;
+        for f in out.iter().flat_map(|o| o.failed()) {
+            tracing::warn!(
+                entry = f.id(),
+                code = f.code(),
+                reason = f.message(),
+                "visibility change refused"
+            );
+        }
+    }
+}
+
+/// Three tries with a short jittered backoff: SQS throttling and blips pass, and a call that keeps
+/// failing is given up (a lost delete or visibility change only means a redelivery).
+async fn retry_sqs<T, E, Fut>(what: &str, mut call: impl FnMut() -> Fut) -> Option<T>
+where
+    Fut: std::future::Future<Output = Result<T, aws_sdk_sqs::error::SdkError<E>>>,
+    E: std::error::Error + 'static,
+{
+    for attempt in 1..=3u32 {
+        match call().await {
+            Ok(out) => return Some(out),
+            Err(e) => {
+                let e = aws_sdk_sqs::error::DisplayErrorContext(e);
+                tracing::warn!(attempt, error = %e, "{what} failed");
+                tokio::time::sleep(backoff::delay(
+                    attempt,
+                    Duration::from_millis(200),
+                    Duration::from_secs(2),
+                ))
+                .await;
             }
         }
     }
+    None
 }
 
 #[cfg(test)]
