@@ -240,7 +240,10 @@ async fn cluster_down_then_back_keeps_message_and_finishes() {
         .await;
     // First half: connections accepted and dropped (counted); second half: refused.
     let phase = Duration::from_secs(20);
-    p.state.down_for(phase, DownMode::AcceptAndDrop);
+    // Each phase is set to outlast its part of the loop below, so the cluster is never up
+    // between the phases or before the "nothing reached the cluster" check.
+    let overlap = Duration::from_secs(5);
+    p.state.down_for(phase + overlap, DownMode::AcceptAndDrop);
     let env = env_via(
         &w,
         &p,
@@ -266,7 +269,7 @@ async fn cluster_down_then_back_keeps_message_and_finishes() {
                 (2..=80).contains(&dropped),
                 "{dropped} connection attempts in {phase:?}"
             );
-            p.state.down_for(phase, DownMode::Refuse);
+            p.state.down_for(phase + overlap, DownMode::Refuse);
             refuse_phase = true;
         }
         assert!(
