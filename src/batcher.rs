@@ -9,8 +9,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::cell::RefCell;
+
 use bytes::Bytes;
-use serde_json::Value;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -18,6 +19,14 @@ use tokio::time::Instant;
 use crate::acknowledger::AckToken;
 use crate::bulk_sink::BulkSink;
 use crate::normalizer::{Normalized, ObjectContext};
+
+/// Capacity of the per-thread encoding buffer that is kept between documents (a larger one, left
+/// by an unusually big record, is given back).
+const ENCODE_BUF_KEEP: usize = 64 * 1024;
+
+thread_local! {
+    static ENCODE_BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(4096));
+}
 
 /// One document, encoded once as its two bulk lines, with what is needed to settle it.
 #[derive(Debug)]
@@ -46,16 +55,29 @@ impl Doc {
         dead_letter: bool,
         ack: AckToken,
     ) -> Doc {
-        let action = serde_json::json!({"index": {"_index": n.index, "_id": n.id}});
-        let mut body = Vec::with_capacity(256);
-        // Writing a Value into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut body, &action);
-        body.push(b'\n');
-        let source_at = body.len();
-        let _ = serde_json::to_writer(&mut body, &Value::Object(n.source));
-        body.push(b'\n');
+        // Both lines are written into one buffer kept per thread, then copied once into a body
+        // of exactly their size: no Value for the action line, no regrowing per document.
+        let (body, source_at) = ENCODE_BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            buf.clear();
+            // Same bytes as serializing {"index":{"_id":…,"_index":…}} (keys in map order).
+            // Writing into a Vec cannot fail.
+            buf.extend_from_slice(b"{\"index\":{\"_id\":");
+            let _ = serde_json::to_writer(&mut *buf, &n.id);
+            buf.extend_from_slice(b",\"_index\":");
+            let _ = serde_json::to_writer(&mut *buf, &n.index);
+            buf.extend_from_slice(b"}}\n");
+            let source_at = buf.len();
+            let _ = serde_json::to_writer(&mut *buf, &n.source);
+            buf.push(b'\n');
+            let body = Bytes::copy_from_slice(&buf);
+            if buf.capacity() > ENCODE_BUF_KEEP {
+                *buf = Vec::with_capacity(ENCODE_BUF_KEEP);
+            }
+            (body, source_at)
+        });
         Doc {
-            body: Bytes::from(body),
+            body,
             source_at,
             index: n.index,
             origin,
@@ -146,5 +168,55 @@ pub async fn run(mut input: mpsc::Receiver<Doc>, limits: BatchLimits, sink: Arc<
         if let Err(e) = done {
             tracing::error!(error = %e, "bulk delivery task failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acknowledger::AckToken;
+    use serde_json::{json, Value};
+
+    fn origin() -> Arc<ObjectContext> {
+        Arc::new(ObjectContext {
+            bucket: "b".into(),
+            key: "k".into(),
+            version: "v".into(),
+            last_modified: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            ingested: "2026-11-24T10:00:00.000Z".into(),
+            event_time: None,
+        })
+    }
+
+    #[test]
+    fn encode_writes_the_two_bulk_lines() {
+        let source = json!({"b": [1, 2.5, "x\"y"], "a": {"nested": null}, "é": "ü\n"});
+        let n = Normalized {
+            index: "f4a-\"odd\"\\name".into(),
+            id: "0123456789abcdef0123456789abcdef".into(),
+            source: source.as_object().unwrap().clone(),
+            timestamp_fallback: false,
+            timestamp_invalid: false,
+        };
+        let doc = Doc::encode(n.clone(), origin(), 7, None, false, AckToken::detached());
+        // The bytes a serde_json Value of the action line would give.
+        let action = json!({"index": {"_index": n.index, "_id": n.id}});
+        let expected = format!("{action}\n{source}\n");
+        assert_eq!(std::str::from_utf8(&doc.body).unwrap(), expected);
+        assert_eq!(doc.source(), source.to_string().as_bytes());
+        let line: Value = serde_json::from_slice(&doc.body[..doc.source_at]).unwrap();
+        assert_eq!(line["index"]["_index"], "f4a-\"odd\"\\name");
+
+        // A huge document does not leave a huge buffer behind, and the next one is intact.
+        let big = json!({"s": "x".repeat(200_000)});
+        let n2 = Normalized {
+            source: big.as_object().unwrap().clone(),
+            ..n.clone()
+        };
+        let doc2 = Doc::encode(n2, origin(), 8, None, false, AckToken::detached());
+        assert_eq!(doc2.source().len(), big.to_string().len());
+        ENCODE_BUF.with(|b| assert!(b.borrow().capacity() <= ENCODE_BUF_KEEP));
+        let doc3 = Doc::encode(n, origin(), 9, None, false, AckToken::detached());
+        assert_eq!(doc3.body, doc.body);
     }
 }

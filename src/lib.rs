@@ -14,7 +14,8 @@
 //! | bulk sink | [`bulk_sink`] | `_bulk`, retry decisions, dead-letter index |
 //! | acknowledger | [`acknowledger`] | ack groups, heartbeat, delete/release |
 //!
-//! [`pipeline`] wires them together and owns shutdown; [`config`] is the only place that reads
+//! [`pipeline`] wires them together, receives with backpressure and owns shutdown; [`message`] is
+//! one SQS message's lifecycle and [`records`] runs one object's records through the stages; [`config`] is the only place that reads
 //! the environment; [`telemetry`] sets up logs and traces; [`health`] serves `/healthz` and `/readyz`; [`metrics`] names every instrument; [`backoff`] is the shared retry delay.
 
 pub mod acknowledger;
@@ -24,10 +25,12 @@ pub mod bulk_sink;
 pub mod config;
 pub mod decoder;
 pub mod health;
+pub mod message;
 pub mod metrics;
 pub mod normalizer;
 pub mod notification;
 pub mod object_reader;
 pub mod pipeline;
 pub mod rate_limiter;
+pub mod records;
 pub mod telemetry;

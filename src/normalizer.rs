@@ -14,6 +14,8 @@
 //! - the deterministic `_id` (bucket, key, object version or ETag, byte offset, sub-position) and
 //!   the target index (`ES_INDEX` rendered with `@timestamp`), so a redelivery overwrites.
 
+use std::cell::RefCell;
+
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
@@ -52,8 +54,15 @@ pub struct Normalized {
 #[derive(Debug, Clone)]
 pub struct Normalizer {
     index: IndexPattern,
+    /// The pattern uses date items only, so its name is the same for a whole UTC day.
+    index_daily: bool,
     dead_letter_index: String,
     timestamp_fields: Vec<String>,
+}
+
+thread_local! {
+    /// Last index name rendered on this thread: (pattern, UTC day, name).
+    static INDEX_CACHE: RefCell<Option<(String, i64, String)>> = const { RefCell::new(None) };
 }
 
 impl Normalizer {
@@ -63,6 +72,7 @@ impl Normalizer {
         timestamp_fields: Vec<String>,
     ) -> Self {
         Normalizer {
+            index_daily: date_only(index.as_str()),
             index,
             dead_letter_index,
             timestamp_fields,
@@ -123,12 +133,32 @@ impl Normalizer {
         set_leaf(object_at(&mut fields, "log"), "offset", Value::from(offset));
 
         Normalized {
-            index: self.index.render(ts),
+            index: self.index_name(ts),
             id: document_id(obj, offset, sub),
             source: fields,
             timestamp_fallback,
             timestamp_invalid,
         }
+    }
+
+    /// `ES_INDEX` rendered with `ts`; a date-only pattern is rendered once per UTC day and thread
+    /// (strftime formatting costs more than everything else the normalizer does to a record).
+    fn index_name(&self, ts: DateTime<Utc>) -> String {
+        if !self.index_daily {
+            return self.index.render(ts);
+        }
+        let day = ts.timestamp().div_euclid(86_400);
+        INDEX_CACHE.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some((pattern, d, name)) = cache.as_ref() {
+                if *d == day && pattern == self.index.as_str() {
+                    return name.clone();
+                }
+            }
+            let name = self.index.render(ts);
+            *cache = Some((self.index.as_str().to_string(), day, name.clone()));
+            name
+        })
     }
 
     /// The dead-letter document for a record that could not be decoded or was refused by the
@@ -193,6 +223,28 @@ pub struct DeadLetter<'a> {
     pub target_index: Option<&'a str>,
 }
 
+/// True when every strftime item of `pattern` depends on the date alone (year, month, day, week,
+/// weekday): then the rendered name cannot change within a UTC day.
+fn date_only(pattern: &str) -> bool {
+    let b = pattern.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            i += 1;
+            // Padding flags, width and chrono's modifiers.
+            while i < b.len() && matches!(b[i], b'-' | b'_' | b'0'..=b'9' | b'.' | b':' | b'#') {
+                i += 1;
+            }
+            match b.get(i) {
+                Some(c) if b"YCymbBhdeaAwuUWGgVjDxFv%nt".contains(c) => {}
+                _ => return false,
+            }
+        }
+        i += 1;
+    }
+    true
+}
+
 /// 128-bit xxh3 of the record's coordinates, hex: stable across runs, versions and machines.
 pub fn document_id(obj: &ObjectContext, offset: u64, sub: Option<u32>) -> String {
     let mut key = Vec::with_capacity(obj.bucket.len() + obj.key.len() + obj.version.len() + 24);
@@ -215,6 +267,9 @@ pub fn document_id(obj: &ObjectContext, offset: u64, sub: Option<u32>) -> String
 fn lookup<'a>(fields: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     if let Some(v) = fields.get(name) {
         return Some(v);
+    }
+    if !name.contains('.') {
+        return None;
     }
     let mut parts = name.split('.');
     let mut cur = fields.get(parts.next()?)?;
@@ -256,8 +311,10 @@ fn expand_owned_dotted_keys(fields: &mut Map<String, Value>) {
     let dotted: Vec<String> = fields
         .keys()
         .filter(|k| {
-            k.split_once('.')
-                .is_some_and(|(root, rest)| OWNED_ROOTS.contains(&root) && !rest.is_empty())
+            // Cheap first-byte test before splitting: most keys are under no owned root.
+            matches!(k.as_bytes().first(), Some(b'e' | b'l' | b'a'))
+                && k.split_once('.')
+                    .is_some_and(|(root, rest)| OWNED_ROOTS.contains(&root) && !rest.is_empty())
         })
         .cloned()
         .collect();
@@ -498,6 +555,45 @@ mod tests {
                 .source["@timestamp"],
             "2026-01-02T03:04:05.000Z"
         );
+    }
+
+    #[test]
+    fn index_names_per_day_are_cached_only_for_date_patterns() {
+        assert!(date_only("f4a-%Y.%m.%d"));
+        assert!(date_only("logs-%G-w%V-%a"));
+        assert!(date_only("static-name"));
+        assert!(!date_only("f4a-%Y.%m.%d.%H"));
+        assert!(!date_only("f4a-%s"));
+        assert!(!date_only("f4a-%Y%"));
+        let cfg = |pattern: &str| {
+            crate::config::Config::from_lookup(|k| match k {
+                "SQS_QUEUE_URL" => Some("http://localhost/q".to_string()),
+                "ES_INDEX" => Some(pattern.to_string()),
+                _ => None,
+            })
+            .unwrap()
+            .es_index
+        };
+        let ts = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let daily = Normalizer::new(cfg("d-%Y.%m.%d"), "dl".into(), vec![]);
+        let hourly = Normalizer::new(cfg("h-%Y.%m.%d.%H"), "dl".into(), vec![]);
+        assert!(daily.index_daily && !hourly.index_daily);
+        // Interleaved patterns and days on one thread: every name is still right.
+        for (t, d, h) in [
+            (
+                "2026-11-24T23:59:59.999Z",
+                "d-2026.11.24",
+                "h-2026.11.24.23",
+            ),
+            ("2026-11-24T00:00:00Z", "d-2026.11.24", "h-2026.11.24.00"),
+            ("2026-11-25T00:00:00Z", "d-2026.11.25", "h-2026.11.25.00"),
+            ("1969-12-31T23:59:59Z", "d-1969.12.31", "h-1969.12.31.23"),
+            ("2026-11-25T13:00:00Z", "d-2026.11.25", "h-2026.11.25.13"),
+        ] {
+            assert_eq!(daily.index_name(ts(t)), d);
+            assert_eq!(hourly.index_name(ts(t)), h);
+            assert_eq!(norm().index_name(ts(t)), norm().index.render(ts(t)));
+        }
     }
 
     #[test]

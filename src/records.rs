@@ -1,0 +1,264 @@
+//! Records of one object: from the S3 stream to encoded documents in the batcher's channel.
+//!
+//! Opens the object ([`crate::object_reader`]), then on a blocking thread runs decompression, the
+//! [`crate::decoder`] and the [`crate::normalizer`], encodes each record once ([`Doc::encode`]) and
+//! sends it into the bounded channel, blocking while the batcher is full: the backpressure that
+//! reaches back to SQS. Every document carries a token of its message's [`AckGroup`] and the
+//! message's span context (bulk spans link to it).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use chrono::{SecondsFormat, Utc};
+use tokio::sync::mpsc;
+use tokio_util::io::SyncIoBridge;
+use tracing::Instrument;
+
+use crate::acknowledger::AckGroup;
+use crate::batcher::Doc;
+use crate::decoder::{decode_frame, DeadRecord, Framer, Item};
+use crate::metrics;
+use crate::normalizer::{Normalizer, ObjectContext};
+use crate::notification::ObjectRef;
+use crate::object_reader::{self, FetchError, SourceTap};
+use crate::pipeline::Ctx;
+
+/// Per-object counts, logged when the object is read.
+#[derive(Debug, Default)]
+struct ObjectStats {
+    records: u64,
+    undecodable: u64,
+    timestamp_fallbacks: u64,
+    timestamp_invalid: u64,
+    decompressed_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ObjectError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("reading s3://{bucket}/{key} failed: {reason}")]
+    Read {
+        bucket: String,
+        key: String,
+        reason: String,
+    },
+    #[error("the pipeline is shutting down")]
+    Stopped,
+}
+
+pub(crate) async fn index_object(
+    ctx: &Arc<Ctx>,
+    obj: &ObjectRef,
+    group: &Arc<AckGroup>,
+    message_span: Option<&opentelemetry::trace::SpanContext>,
+) -> Result<(), ObjectError> {
+    let span = tracing::info_span!("object", aws.s3.bucket = %obj.bucket, aws.s3.key = %obj.key, bytes = tracing::field::Empty, records = tracing::field::Empty);
+    async {
+        let opened = object_reader::open(&ctx.s3, obj).await?;
+        let meta = Arc::new(ObjectContext {
+            bucket: obj.bucket.clone(),
+            key: opened.key.clone(),
+            version: opened
+                .version_id
+                .clone()
+                .or(opened.etag.clone())
+                .unwrap_or_default(),
+            last_modified: opened
+                .last_modified
+                .or(obj.event_time)
+                .unwrap_or_else(Utc::now),
+            ingested: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            event_time: obj.event_time,
+        });
+        let source = SourceTap::new(SyncIoBridge::new(opened.body.into_async_read()));
+        let (compressed, source_failed) = (source.bytes.clone(), source.failed.clone());
+        let (normalizer, docs, group, max) = (
+            ctx.normalizer.clone(),
+            ctx.docs.clone(),
+            group.clone(),
+            ctx.cfg.max_record_bytes,
+        );
+        let meta2 = meta.clone();
+        let trace = message_span.cloned();
+        let decode_span = tracing::info_span!(
+            "decode",
+            records = tracing::field::Empty,
+            undecodable = tracing::field::Empty,
+            decompressed_bytes = tracing::field::Empty
+        );
+        let read = tokio::task::spawn_blocking(move || {
+            let _entered = decode_span.enter();
+            let out = Reader {
+                meta: &meta2,
+                normalizer: &normalizer,
+                max_record_bytes: max,
+                docs: &docs,
+                group: &group,
+                trace,
+            };
+            let read = out.read(source);
+            if let Ok(stats) = &read {
+                decode_span.record("records", stats.records);
+                decode_span.record("undecodable", stats.undecodable);
+                decode_span.record("decompressed_bytes", stats.decompressed_bytes);
+            }
+            read
+        })
+        .await
+        .map_err(|e| ObjectError::Read {
+            bucket: meta.bucket.clone(),
+            key: meta.key.clone(),
+            reason: format!("reader task failed: {e}"),
+        })?;
+        let bytes = compressed.load(Ordering::Relaxed);
+        let span = tracing::Span::current();
+        span.record("bytes", bytes);
+        match read {
+            Ok(stats) => {
+                span.record("records", stats.records);
+                ctx.records_read.fetch_add(stats.records, Ordering::Relaxed);
+                tracing::info!(
+                    records = stats.records,
+                    undecodable = stats.undecodable,
+                    timestamp_fallbacks = stats.timestamp_fallbacks,
+                    timestamp_invalid = stats.timestamp_invalid,
+                    compressed_bytes = bytes,
+                    decompressed_bytes = stats.decompressed_bytes,
+                    "object read"
+                );
+                Ok(())
+            }
+            Err(ReadError::Stopped) => Err(ObjectError::Stopped),
+            Err(ReadError::Io(e)) if source_failed.load(Ordering::Relaxed) => {
+                Err(ObjectError::Read {
+                    bucket: meta.bucket.clone(),
+                    key: meta.key.clone(),
+                    reason: e.to_string(),
+                })
+            }
+            Err(ReadError::Io(e)) => Err(ObjectError::Read {
+                bucket: meta.bucket.clone(),
+                key: meta.key.clone(),
+                reason: format!("unexpected read error: {e}"),
+            }),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+enum ReadError {
+    /// The S3 stream failed (network): retry the message later.
+    Io(std::io::Error),
+    Stopped,
+}
+
+/// Everything the blocking reader of one object needs.
+struct Reader<'a> {
+    meta: &'a Arc<ObjectContext>,
+    normalizer: &'a Normalizer,
+    max_record_bytes: usize,
+    docs: &'a mpsc::Sender<Doc>,
+    group: &'a Arc<AckGroup>,
+    /// The message's span, carried by every document so that bulk spans can link to it.
+    trace: Option<opentelemetry::trace::SpanContext>,
+}
+
+impl Reader<'_> {
+    /// Runs on a blocking thread: decompress → frame → decode → normalize → encode → send.
+    /// Corrupt content (a truncated gzip, say) ends the object with one dead-letter entry and
+    /// keeps every record read before it; a failing source is reported for a retry.
+    fn read(
+        &self,
+        source: SourceTap<impl std::io::Read + Send + 'static>,
+    ) -> Result<ObjectStats, ReadError> {
+        let failed = source.failed.clone();
+        let mut stats = ObjectStats::default();
+        let reader = match object_reader::decompress(source) {
+            Ok(r) => r,
+            Err(e) if failed.load(Ordering::Relaxed) => return Err(ReadError::Io(e)),
+            Err(e) => {
+                let dead = DeadRecord {
+                    offset: 0,
+                    reason: format!("unreadable object: {e}"),
+                    raw: String::new(),
+                };
+                self.send_dead(&dead, &mut stats)?;
+                return Ok(stats);
+            }
+        };
+        let mut framer = Framer::new(reader, self.max_record_bytes);
+        let mut items = Vec::new();
+        loop {
+            match framer.next_frame() {
+                Ok(Some(frame)) => decode_frame(&frame, self.max_record_bytes, &mut items),
+                Ok(None) => break,
+                Err(e) if failed.load(Ordering::Relaxed) => return Err(ReadError::Io(e)),
+                Err(e) => {
+                    let (offset, partial) = framer.partial();
+                    let dead = DeadRecord {
+                        offset,
+                        reason: format!(
+                            "corrupt or truncated data after {} decompressed bytes: {e}",
+                            framer.position()
+                        ),
+                        raw: String::from_utf8_lossy(
+                            &partial[..partial.len().min(crate::decoder::DEAD_LETTER_RAW_BYTES)],
+                        )
+                        .into_owned(),
+                    };
+                    self.send_dead(&dead, &mut stats)?;
+                    break;
+                }
+            }
+            for item in items.drain(..) {
+                match item {
+                    Item::Record(rec) => {
+                        let (offset, sub) = (rec.offset, rec.sub);
+                        let n = self.normalizer.normalize(rec, self.meta);
+                        stats.records += 1;
+                        stats.timestamp_fallbacks += u64::from(n.timestamp_fallback);
+                        stats.timestamp_invalid += u64::from(n.timestamp_invalid);
+                        self.send(Doc::encode(
+                            n,
+                            self.meta.clone(),
+                            offset,
+                            sub,
+                            false,
+                            self.group.token(),
+                        ))?;
+                    }
+                    Item::Dead(dead) => {
+                        tracing::warn!(bucket = %self.meta.bucket, key = %self.meta.key, offset = dead.offset, reason = %dead.reason, "undecodable record; dead-lettering it");
+                        self.send_dead(&dead, &mut stats)?;
+                    }
+                }
+            }
+        }
+        stats.decompressed_bytes = framer.position();
+        metrics::get()
+            .docs_received
+            .add(stats.records + stats.undecodable, &[]);
+        Ok(stats)
+    }
+
+    fn send_dead(&self, dead: &DeadRecord, stats: &mut ObjectStats) -> Result<(), ReadError> {
+        stats.undecodable += 1;
+        let n = self.normalizer.undecodable(dead, self.meta);
+        self.send(Doc::encode(
+            n,
+            self.meta.clone(),
+            dead.offset,
+            None,
+            true,
+            self.group.token(),
+        ))
+    }
+
+    /// Blocks while the batcher is full: the backpressure that reaches back to SQS.
+    fn send(&self, mut doc: Doc) -> Result<(), ReadError> {
+        doc.trace = self.trace.clone();
+        self.docs.blocking_send(doc).map_err(|_| ReadError::Stopped)
+    }
+}
