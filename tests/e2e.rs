@@ -428,6 +428,37 @@ async fn bad_configuration_exits_2_naming_the_variable() {
     }
 }
 
+/// TCP ports a process listens on: its socket inodes matched against /proc/net/tcp{,6} LISTEN rows.
+fn listening_ports(pid: u32) -> Vec<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            l.to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')
+                .map(str::to_string)
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+        {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address is f[1] (hexip:hexport), st is f[3] (0A = LISTEN), inode is f[9].
+            if f.len() > 9 && f[3] == "0A" && inodes.iter().any(|i| i == f[9]) {
+                ports.push(u16::from_str_radix(f[1].rsplit(':').next().unwrap(), 16).unwrap());
+            }
+        }
+    }
+    ports.sort();
+    ports.dedup();
+    ports
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn health_endpoints_and_healthcheck_subcommand() {
     let w = World::new("health").await;
@@ -458,6 +489,12 @@ async fn health_endpoints_and_healthcheck_subcommand() {
     };
     assert_eq!(ready["status"], "ready");
     assert_eq!(get("/healthz").await.unwrap().0, 200);
+    // The health endpoint is the only port the worker listens on.
+    let health_port: u16 = health.rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(
+        listening_ports(worker.child.id().unwrap()),
+        vec![health_port]
+    );
     let check = |addr: String| async move {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_f4a-indexer"))
             .arg("healthcheck")
