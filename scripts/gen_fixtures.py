@@ -4,6 +4,7 @@
     scripts/gen_fixtures.py                      # (re)write fixtures/ + fixtures/manifest.json
     scripts/gen_fixtures.py --check              # fail if fixtures/ differs from what would be written
     scripts/gen_fixtures.py --records 1000000 --kind te --out /tmp/te.ndjson.gz --gzip   # bench input
+    scripts/gen_fixtures.py --records 20000 --kind mixed --out /tmp/mixed.ndjson.gz --gzip  # TE + app logs
 
 Everything is seeded; gzip headers carry mtime=0 and no file name, so the same
 zlib produces byte-identical files.
@@ -137,6 +138,15 @@ def applog_records(n: int, seed: int = SEED + 1, start_ms: int = 1795550400000):
             rec["user"] = {"id": f"u{rng.randint(1000, 9999)}", "mfa": rng.random() < 0.5}
             rec["message"] = f"user login ok from {rec['host']}"
         yield rec
+
+
+def mixed_records(n: int, seed: int = SEED):
+    """One TE sensor sample (~1,000 bytes) for every two application logs (~250 bytes): a
+    ~500-byte average record (240-1,000 bytes), both kinds interleaved as on a shared stream."""
+    te = te_records(n // 3 + 1, seed=seed)
+    logs = applog_records(n - n // 3, seed=seed + 1)
+    for i in range(n):
+        yield next(te) if i % 3 == 0 else next(logs)
 
 
 # ---------------------------------------------------------------- fixtures
@@ -345,7 +355,12 @@ def write_fixtures(check: bool) -> int:
 
 def write_large(kind: str, n: int, out: str, compress: bool, seed: int) -> None:
     """Streamed so that millions of records need no memory."""
-    gen = te_records(n, seed=seed) if kind == "te" else applog_records(n, seed=seed)
+    if kind == "te":
+        gen = te_records(n, seed=seed)
+    elif kind == "applog":
+        gen = applog_records(n, seed=seed)
+    else:
+        gen = mixed_records(n, seed=seed)
     raw = open(out, "wb")
     f = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="", compresslevel=6) if compress else raw
     with raw:
@@ -365,7 +380,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--check", action="store_true", help="verify fixtures/ is up to date, write nothing")
     p.add_argument("--records", type=int, help="generate one large file of N records instead of fixtures/")
-    p.add_argument("--kind", choices=["te", "applog"], default="te")
+    p.add_argument("--kind", choices=["te", "applog", "mixed"], default="te")
     p.add_argument("--out", help="output file for --records")
     p.add_argument("--gzip", action="store_true", help="gzip the --records output")
     p.add_argument("--seed", type=int, default=SEED)
