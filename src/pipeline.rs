@@ -46,7 +46,7 @@ pub(crate) struct Ctx {
     pub(crate) acks: Arc<Acknowledger>,
     pub(crate) normalizer: Arc<Normalizer>,
     /// Into the batcher; bounded, so readers block when the sink is the bottleneck.
-    pub(crate) docs: mpsc::Sender<Doc>,
+    pub(crate) docs: mpsc::Sender<Vec<Doc>>,
     pub(crate) records_read: AtomicU64,
 }
 
@@ -112,7 +112,7 @@ pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> 
         (configured, gauge_sink.effective_rate().unwrap_or(0.0))
     }));
     // Twice a batch: the readers stay one batch ahead of the sink, and no further.
-    let (docs_tx, docs_rx) = mpsc::channel(cfg.bulk_max_docs.saturating_mul(2).max(16));
+    let (docs_tx, docs_rx) = mpsc::channel((cfg.bulk_max_docs * 2 / batcher::CHUNK_DOCS).max(4));
     let limits = BatchLimits {
         max_docs: cfg.bulk_max_docs,
         max_bytes: cfg.bulk_max_bytes,

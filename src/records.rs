@@ -6,6 +6,7 @@
 //! reaches back to SQS. Every document carries a token of its message's [`AckGroup`] and the
 //! message's span context (bulk spans link to it).
 
+use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use tokio_util::io::SyncIoBridge;
 use tracing::Instrument;
 
 use crate::acknowledger::AckGroup;
-use crate::batcher::Doc;
+use crate::batcher::{Doc, CHUNK_BYTES, CHUNK_DOCS};
 use crate::decoder::{decode_frame, DeadRecord, Framer, Item};
 use crate::metrics;
 use crate::normalizer::{Normalizer, ObjectContext};
@@ -96,6 +97,7 @@ pub(crate) async fn index_object(
                 docs: &docs,
                 group: &group,
                 trace,
+                pending: RefCell::default(),
             };
             let read = out.read(source);
             if let Ok(stats) = &read {
@@ -159,8 +161,10 @@ struct Reader<'a> {
     meta: &'a Arc<ObjectContext>,
     normalizer: &'a Normalizer,
     max_record_bytes: usize,
-    docs: &'a mpsc::Sender<Doc>,
+    docs: &'a mpsc::Sender<Vec<Doc>>,
     group: &'a Arc<AckGroup>,
+    /// Documents not yet handed to the batcher (a chunk in the making) and their bytes.
+    pending: RefCell<(Vec<Doc>, usize)>,
     /// The message's span, carried by every document so that bulk spans can link to it.
     trace: Option<opentelemetry::trace::SpanContext>,
 }
@@ -236,6 +240,7 @@ impl Reader<'_> {
                 }
             }
         }
+        self.flush()?;
         stats.decompressed_bytes = framer.position();
         metrics::get()
             .docs_received
@@ -256,9 +261,29 @@ impl Reader<'_> {
         ))
     }
 
-    /// Blocks while the batcher is full: the backpressure that reaches back to SQS.
     fn send(&self, mut doc: Doc) -> Result<(), ReadError> {
         doc.trace = self.trace.clone();
-        self.docs.blocking_send(doc).map_err(|_| ReadError::Stopped)
+        let full = {
+            let (docs, bytes) = &mut *self.pending.borrow_mut();
+            *bytes += doc.body.len();
+            docs.push(doc);
+            docs.len() >= CHUNK_DOCS || *bytes >= CHUNK_BYTES
+        };
+        if full {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the pending chunk to the batcher. Blocks while the batcher is full: the
+    /// backpressure that reaches back to SQS.
+    fn flush(&self) -> Result<(), ReadError> {
+        let (chunk, _) = std::mem::take(&mut *self.pending.borrow_mut());
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.docs
+            .blocking_send(chunk)
+            .map_err(|_| ReadError::Stopped)
     }
 }
