@@ -102,7 +102,8 @@ fn log_has_no_panic(log: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn bulk_429_503_storm_every_record_once_with_backoff() {
     let (w, p) = world_with_proxy("storm").await;
-    let n = 2000;
+    // 3,600 records at 80/s with 30% of requests failing: the storm lasts over a minute.
+    let n = 3600;
     w.put_and_wait("storm.json.gz", gzip(&ndjson(n, "storm")))
         .await;
     p.state.fail_bulk(300, 0); // 30%, alternating 429 and 503
@@ -239,7 +240,8 @@ async fn cluster_down_then_back_keeps_message_and_finishes() {
     w.put_and_wait("down.json.gz", gzip(&ndjson(n, "down")))
         .await;
     // First half: connections accepted and dropped (counted); second half: refused.
-    let phase = Duration::from_secs(20);
+    // Down for a minute: 30 s of dropped connections, then 30 s of refused ones.
+    let phase = Duration::from_secs(30);
     // Each phase is set to outlast its part of the loop below, so the cluster is never up
     // between the phases or before the "nothing reached the cluster" check.
     let overlap = Duration::from_secs(5);
