@@ -189,14 +189,9 @@ impl BulkSink {
                 original: &original,
                 target_index: Some(&doc.index),
             });
-            dead.push(Doc::encode(
-                n,
-                doc.origin.clone(),
-                doc.offset,
-                doc.sub,
-                true,
-                doc.ack,
-            ));
+            let mut entry = Doc::encode(n, doc.origin.clone(), doc.offset, doc.sub, true, doc.ack);
+            entry.trace = doc.trace;
+            dead.push(entry);
         }
         for Refused {
             doc,
