@@ -265,26 +265,14 @@ impl<R: Read> Framer<R> {
 
     /// A scalar element of a top-level array, or a stray text line between values.
     fn scan_scalar(&mut self, first: u8) -> io::Result<()> {
-        let mut in_string = first == b'"';
-        let mut escape = false;
+        let mut string = JsonString::default();
+        string.feed(first);
         self.push(first);
         while let Some(b) = self.peek()? {
-            if in_string {
-                if escape {
-                    escape = false;
-                } else if b == b'\\' {
-                    escape = true;
-                } else if b == b'"' {
-                    in_string = false;
-                }
-            } else if b == b'\n' || (self.in_array && (b == b',' || b == b']')) {
-                break;
-            } else if b == b'"' {
-                in_string = true;
-            }
-            if b == b'\n' && in_string {
+            if b == b'\n' || (!string.inside && self.in_array && (b == b',' || b == b']')) {
                 break;
             }
+            string.feed(b);
             self.bump()?;
             self.push(b);
         }
@@ -295,8 +283,7 @@ impl<R: Read> Framer<R> {
     fn scan_value(&mut self, first: u8) -> io::Result<Scan> {
         let mut stack: Vec<u8> = vec![first];
         let mut depth: usize = 1;
-        let mut in_string = false;
-        let mut escape = false;
+        let mut string = JsonString::default();
         let mut last_sig = first;
         let mut multiline = false;
         // Frame length at the last raw newline, while we wait for the next significant byte.
@@ -311,10 +298,8 @@ impl<R: Read> Framer<R> {
                 newline_at = Some(self.frame_len);
                 multiline = true;
                 self.push(b);
-                if in_string {
-                    // A raw newline cannot be inside a JSON string: the string is broken.
-                    escape = false;
-                }
+                // A raw newline cannot be inside a JSON string: the string is broken.
+                string.escape = false;
                 continue;
             }
             if let Some(nl) = newline_at {
@@ -323,7 +308,7 @@ impl<R: Read> Framer<R> {
                     // In valid JSON a `{` after a newline opens an array element. After a
                     // key's colon it would be valid too, but no pretty-printer breaks a line
                     // there, while a truncated NDJSON line often ends right after a colon.
-                    let valid_here = !in_string
+                    let valid_here = !string.inside
                         && match stack.last() {
                             Some(b'{') => false,
                             Some(b'[') => last_sig == b'[' || last_sig == b',',
@@ -338,19 +323,13 @@ impl<R: Read> Framer<R> {
                 }
             }
             self.push(b);
-            if in_string {
-                if escape {
-                    escape = false;
-                } else if b == b'\\' {
-                    escape = true;
-                } else if b == b'"' {
-                    in_string = false;
+            if string.feed(b) {
+                if !string.inside {
                     last_sig = b'"';
                 }
                 continue;
             }
             match b {
-                b'"' => in_string = true,
                 b'{' | b'[' => {
                     depth += 1;
                     if stack.len() < MAX_TRACKED_DEPTH {
@@ -371,6 +350,32 @@ impl<R: Read> Framer<R> {
             if !b.is_ascii_whitespace() {
                 last_sig = b;
             }
+        }
+    }
+}
+
+/// Escape-aware tracking of whether a byte is inside a JSON string, fed one byte at a time.
+#[derive(Debug, Default, Clone, Copy)]
+struct JsonString {
+    inside: bool,
+    escape: bool,
+}
+
+impl JsonString {
+    /// Feeds `b`; true when it belongs to a string (its opening and closing quotes included).
+    fn feed(&mut self, b: u8) -> bool {
+        if self.inside {
+            if self.escape {
+                self.escape = false;
+            } else if b == b'\\' {
+                self.escape = true;
+            } else if b == b'"' {
+                self.inside = false;
+            }
+            true
+        } else {
+            self.inside = b == b'"';
+            self.inside
         }
     }
 }

@@ -73,7 +73,7 @@ pub(crate) async fn index_object(
             event_time: obj.event_time,
         });
         let source = SourceTap::new(SyncIoBridge::new(opened.body.into_async_read()));
-        let (compressed, source_failed) = (source.bytes.clone(), source.failed.clone());
+        let compressed = source.bytes.clone();
         let (normalizer, docs, group, max) = (
             ctx.normalizer.clone(),
             ctx.docs.clone(),
@@ -132,17 +132,11 @@ pub(crate) async fn index_object(
                 Ok(())
             }
             Err(ReadError::Stopped) => Err(ObjectError::Stopped),
-            Err(ReadError::Io(e)) if source_failed.load(Ordering::Relaxed) => {
-                Err(ObjectError::Read {
-                    bucket: meta.bucket.clone(),
-                    key: meta.key.clone(),
-                    reason: e.to_string(),
-                })
-            }
+            // Only a failing source is reported as Io (corrupt content is dead-lettered instead).
             Err(ReadError::Io(e)) => Err(ObjectError::Read {
                 bucket: meta.bucket.clone(),
                 key: meta.key.clone(),
-                reason: format!("unexpected read error: {e}"),
+                reason: e.to_string(),
             }),
         }
     }
