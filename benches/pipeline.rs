@@ -91,6 +91,7 @@ fn object_context() -> Arc<ObjectContext> {
         last_modified: DateTime::<Utc>::from_timestamp(1_795_550_400, 0).unwrap(),
         ingested: "2026-11-24T10:00:01.000Z".into(),
         event_time: None,
+        provenance: Default::default(),
     })
 }
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use std::cell::RefCell;
+use std::io::Write as _;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, Semaphore};
@@ -75,6 +76,15 @@ impl Doc {
             buf.extend_from_slice(b"}}\n");
             let source_at = buf.len();
             let _ = serde_json::to_writer(&mut *buf, &n.source);
+            if let Some(offset) = n.provenance_offset {
+                // `{…}` becomes `{…,<provenance>offset}}`: the object's provenance, rendered once.
+                buf.pop();
+                if !n.source.is_empty() {
+                    buf.push(b',');
+                }
+                buf.extend_from_slice(origin.provenance_json().as_bytes());
+                let _ = write!(&mut *buf, "{offset}}}}}");
+            }
             buf.push(b'\n');
             let body = Bytes::copy_from_slice(&buf);
             if buf.capacity() > ENCODE_BUF_KEEP {
@@ -203,6 +213,7 @@ mod tests {
             last_modified: chrono::DateTime::from_timestamp(0, 0).unwrap(),
             ingested: "2026-11-24T10:00:00.000Z".into(),
             event_time: None,
+            provenance: Default::default(),
         })
     }
 
@@ -213,6 +224,7 @@ mod tests {
             index: "f4a-\"odd\"\\name".into(),
             id: "0123456789abcdef0123456789abcdef".into(),
             source: source.as_object().unwrap().clone(),
+            provenance_offset: None,
             timestamp_fallback: false,
             timestamp_invalid: false,
         };
@@ -234,7 +246,27 @@ mod tests {
         let doc2 = Doc::encode(n2, origin(), 8, None, false, AckToken::detached());
         assert_eq!(doc2.source().len(), big.to_string().len());
         ENCODE_BUF.with(|b| assert!(b.borrow().capacity() <= ENCODE_BUF_KEEP));
-        let doc3 = Doc::encode(n, origin(), 9, None, false, AckToken::detached());
+        let doc3 = Doc::encode(n.clone(), origin(), 9, None, false, AckToken::detached());
         assert_eq!(doc3.body, doc.body);
+
+        // Appended provenance gives the same document as provenance built into the source.
+        let o = origin();
+        let appended = Normalized {
+            provenance_offset: Some(42),
+            ..n.clone()
+        };
+        let doc4 = Doc::encode(
+            appended.clone(),
+            o.clone(),
+            42,
+            None,
+            false,
+            AckToken::detached(),
+        );
+        let parsed: Value = serde_json::from_slice(doc4.source()).unwrap();
+        assert_eq!(parsed, Value::Object(appended.document(&o)));
+        assert_eq!(parsed["log"]["offset"], 42);
+        assert_eq!(parsed["aws"]["s3"]["object"]["key"], "k");
+        assert_eq!(parsed["b"][2], "x\"y");
     }
 }

@@ -37,6 +37,22 @@ pub struct ObjectContext {
     pub ingested: String,
     /// When S3 announced the object (the start of the `f4a.lag` metric), if the event said.
     pub event_time: Option<DateTime<Utc>>,
+    /// The provenance fields as JSON, rendered once per object (see [`ObjectContext::provenance_json`]).
+    pub provenance: std::sync::OnceLock<String>,
+}
+
+impl ObjectContext {
+    /// `"aws":{"s3":{"bucket":{"name":…},"object":{"key":…}}},"event":{"ingested":…},"log":{"offset":`
+    /// — every document of the object ends with this, its offset and `}}`.
+    pub fn provenance_json(&self) -> &str {
+        self.provenance.get_or_init(|| {
+            let mut fields = Map::new();
+            add_provenance(&mut fields, self, 0);
+            let text = Value::Object(fields).to_string();
+            // `{…"log":{"offset":0}}` → `…"log":{"offset":`
+            text[1..text.len() - "0}}".len()].to_string()
+        })
+    }
 }
 
 /// A document ready to be encoded into a bulk request.
@@ -44,7 +60,12 @@ pub struct ObjectContext {
 pub struct Normalized {
     pub index: String,
     pub id: String,
+    /// The document; without the provenance fields when `provenance_offset` is set.
     pub source: Map<String, Value>,
+    /// The record uses none of the provenance roots (`event`, `log`, `aws`), the common case: the
+    /// encoder appends the object's pre-rendered provenance with this `log.offset` instead of
+    /// building the same objects for every record.
+    pub provenance_offset: Option<u64>,
     /// No timestamp field parsed: `@timestamp` is the object's LastModified.
     pub timestamp_fallback: bool,
     /// A timestamp field was present but could not be parsed (kept, see the collision rule).
@@ -110,32 +131,25 @@ impl Normalizer {
         }
         let timestamp_fallback = chosen.is_none();
         let (ts, from_field) = chosen.unwrap_or((obj.last_modified, None));
-        let ts_text = Value::String(ts.to_rfc3339_opts(SecondsFormat::Millis, true));
+        let ts_text = Value::String(rfc3339_millis(ts));
         if from_field == Some("@timestamp") {
             fields.insert("@timestamp".into(), ts_text);
         } else {
             set_leaf(&mut fields, "@timestamp", ts_text);
         }
 
-        let event = object_at(&mut fields, "event");
-        set_leaf(event, "ingested", Value::String(obj.ingested.clone()));
-        let s3 = object_at(object_at(&mut fields, "aws"), "s3");
-        set_leaf(
-            object_at(s3, "bucket"),
-            "name",
-            Value::String(obj.bucket.clone()),
-        );
-        set_leaf(
-            object_at(s3, "object"),
-            "key",
-            Value::String(obj.key.clone()),
-        );
-        set_leaf(object_at(&mut fields, "log"), "offset", Value::from(offset));
+        let provenance_offset = if OWNED_ROOTS.iter().any(|r| fields.contains_key(*r)) {
+            add_provenance(&mut fields, obj, offset);
+            None
+        } else {
+            Some(offset)
+        };
 
         Normalized {
             index: self.index_name(ts),
             id: document_id(obj, offset, sub),
             source: fields,
+            provenance_offset,
             timestamp_fallback,
             timestamp_invalid,
         }
@@ -190,6 +204,7 @@ impl Normalizer {
             index: self.dead_letter_index.clone(),
             id: document_id(d.obj, d.offset, d.sub),
             source: fields,
+            provenance_offset: None,
             timestamp_fallback: false,
             timestamp_invalid: false,
         }
@@ -208,6 +223,35 @@ impl Normalizer {
             target_index: None,
         })
     }
+}
+
+impl Normalized {
+    /// The whole document as it is indexed, provenance included.
+    pub fn document(&self, obj: &ObjectContext) -> Map<String, Value> {
+        let mut doc = self.source.clone();
+        if let Some(offset) = self.provenance_offset {
+            add_provenance(&mut doc, obj, offset);
+        }
+        doc
+    }
+}
+
+/// Adds the provenance fields under the collision rule.
+fn add_provenance(fields: &mut Map<String, Value>, obj: &ObjectContext, offset: u64) {
+    let event = object_at(fields, "event");
+    set_leaf(event, "ingested", Value::String(obj.ingested.clone()));
+    let s3 = object_at(object_at(fields, "aws"), "s3");
+    set_leaf(
+        object_at(s3, "bucket"),
+        "name",
+        Value::String(obj.bucket.clone()),
+    );
+    set_leaf(
+        object_at(s3, "object"),
+        "key",
+        Value::String(obj.key.clone()),
+    );
+    set_leaf(object_at(fields, "log"), "offset", Value::from(offset));
 }
 
 /// Everything a dead-letter entry records.
@@ -260,7 +304,50 @@ pub fn document_id(obj: &ObjectContext, offset: u64, sub: Option<u32>) -> String
     if let Some(sub) = sub {
         key.extend_from_slice(&sub.to_le_bytes());
     }
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&key))
+    let hash = xxhash_rust::xxh3::xxh3_128(&key);
+    // Hand-rolled hex: `format!` costs more than the hash itself.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let id: Vec<u8> = (0..32)
+        .rev()
+        .map(|i| HEX[((hash >> (i * 4)) & 0xf) as usize])
+        .collect();
+    String::from_utf8(id).unwrap_or_default()
+}
+
+/// `2026-11-24T10:00:00.123Z`: RFC 3339, UTC, milliseconds. Written by hand for the years
+/// 0–9999 (chrono's general formatter is a large share of the normalizer's cost per record).
+pub fn rfc3339_millis(ts: DateTime<Utc>) -> String {
+    use chrono::{Datelike, Timelike};
+    let year = ts.year();
+    if !(0..=9999).contains(&year) {
+        return ts.to_rfc3339_opts(SecondsFormat::Millis, true);
+    }
+    let millis = ts.timestamp_subsec_millis().min(999);
+    let mut out = [0u8; 24];
+    let mut put = |at: usize, value: u32, digits: usize| {
+        for d in 0..digits {
+            out[at + digits - 1 - d] = b'0' + (value / 10u32.pow(d as u32) % 10) as u8;
+        }
+    };
+    put(0, year as u32, 4);
+    put(5, ts.month(), 2);
+    put(8, ts.day(), 2);
+    put(11, ts.hour(), 2);
+    put(14, ts.minute(), 2);
+    put(17, ts.second().min(59), 2);
+    put(20, millis, 3);
+    for (at, c) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (23, b'Z'),
+    ] {
+        out[at] = c;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Top-level key first, then a dotted path through nested objects.
@@ -425,6 +512,7 @@ mod tests {
                 .to_utc(),
             ingested: "2026-11-24T10:00:01.000Z".into(),
             event_time: None,
+            provenance: Default::default(),
         }
     }
 
@@ -478,15 +566,52 @@ mod tests {
     }
 
     #[test]
+    fn hand_written_formats_match_the_general_ones() {
+        for t in [
+            "2026-11-24T10:00:00.123Z",
+            "1970-01-01T00:00:00Z",
+            "0001-02-03T04:05:06.999999Z",
+            "9999-12-31T23:59:59.5Z",
+            "2024-02-29T12:34:56.007Z",
+        ] {
+            let ts = DateTime::parse_from_rfc3339(t).unwrap().to_utc();
+            assert_eq!(
+                rfc3339_millis(ts),
+                ts.to_rfc3339_opts(SecondsFormat::Millis, true),
+                "{t}"
+            );
+        }
+        let far = DateTime::from_timestamp(300_000_000_000, 0).unwrap();
+        assert_eq!(
+            rfc3339_millis(far),
+            far.to_rfc3339_opts(SecondsFormat::Millis, true)
+        );
+        let id = document_id(&ctx(), 7, Some(3));
+        let hash = {
+            let mut key = b"b\x002026/11/24/10/obj\x00etag1\x00".to_vec();
+            key.extend_from_slice(&7u64.to_le_bytes());
+            key.extend_from_slice(&3u32.to_le_bytes());
+            xxhash_rust::xxh3::xxh3_128(&key)
+        };
+        assert_eq!(id, format!("{hash:032x}"));
+    }
+
+    #[test]
     fn adds_provenance_timestamp_index_and_stable_id() {
         let n = norm().normalize(rec(json!({"ts": 1764000000123u64, "v": 1})), &ctx());
         assert_eq!(n.index, "f4a-2025.11.24");
-        assert_eq!(n.source["@timestamp"], "2025-11-24T16:00:00.123Z");
-        assert_eq!(n.source["ts"], 1764000000123u64);
-        assert_eq!(n.source["event"]["ingested"], "2026-11-24T10:00:01.000Z");
-        assert_eq!(n.source["aws"]["s3"]["bucket"]["name"], "b");
-        assert_eq!(n.source["aws"]["s3"]["object"]["key"], "2026/11/24/10/obj");
-        assert_eq!(n.source["log"]["offset"], 7);
+        assert_eq!(n.document(&ctx())["@timestamp"], "2025-11-24T16:00:00.123Z");
+        assert_eq!(n.document(&ctx())["ts"], 1764000000123u64);
+        assert_eq!(
+            n.document(&ctx())["event"]["ingested"],
+            "2026-11-24T10:00:01.000Z"
+        );
+        assert_eq!(n.document(&ctx())["aws"]["s3"]["bucket"]["name"], "b");
+        assert_eq!(
+            n.document(&ctx())["aws"]["s3"]["object"]["key"],
+            "2026/11/24/10/obj"
+        );
+        assert_eq!(n.document(&ctx())["log"]["offset"], 7);
         assert!(!n.timestamp_fallback);
         let again = norm().normalize(rec(json!({"other": 2})), &ctx());
         assert_eq!(again.id, n.id, "id depends on position, not content");
@@ -500,7 +625,7 @@ mod tests {
     fn falls_back_to_last_modified() {
         let n = norm().normalize(rec(json!({"x": 1})), &ctx());
         assert!(n.timestamp_fallback);
-        assert_eq!(n.source["@timestamp"], "2026-11-20T08:00:00.000Z");
+        assert_eq!(n.document(&ctx())["@timestamp"], "2026-11-20T08:00:00.000Z");
         assert_eq!(n.index, "f4a-2026.11.20");
     }
 
@@ -510,35 +635,38 @@ mod tests {
             rec(json!({"event": "login", "log": "GET / 200", "aws": 1})),
             &ctx(),
         );
-        assert_eq!(n.source["event"]["value"], "login");
-        assert_eq!(n.source["event"]["ingested"], "2026-11-24T10:00:01.000Z");
-        assert_eq!(n.source["log"]["value"], "GET / 200");
-        assert_eq!(n.source["log"]["offset"], 7);
-        assert_eq!(n.source["aws"]["value"], 1);
-        assert_eq!(n.source["aws"]["s3"]["bucket"]["name"], "b");
+        assert_eq!(n.document(&ctx())["event"]["value"], "login");
+        assert_eq!(
+            n.document(&ctx())["event"]["ingested"],
+            "2026-11-24T10:00:01.000Z"
+        );
+        assert_eq!(n.document(&ctx())["log"]["value"], "GET / 200");
+        assert_eq!(n.document(&ctx())["log"]["offset"], 7);
+        assert_eq!(n.document(&ctx())["aws"]["value"], 1);
+        assert_eq!(n.document(&ctx())["aws"]["s3"]["bucket"]["name"], "b");
 
         let n = norm().normalize(
             rec(json!({"log.level": "info", "event.action": "x", "aws": {"s3": "str"}})),
             &ctx(),
         );
-        assert_eq!(n.source["log"]["level"], "info");
-        assert!(n.source.get("log.level").is_none());
-        assert_eq!(n.source["event"]["action"], "x");
-        assert_eq!(n.source["aws"]["s3"]["value"], "str");
+        assert_eq!(n.document(&ctx())["log"]["level"], "info");
+        assert!(n.document(&ctx()).get("log.level").is_none());
+        assert_eq!(n.document(&ctx())["event"]["action"], "x");
+        assert_eq!(n.document(&ctx())["aws"]["s3"]["value"], "str");
 
         let n = norm().normalize(
             rec(json!({"@timestamp": "yesterday", "log": {"offset": "x"}})),
             &ctx(),
         );
         assert!(n.timestamp_invalid && n.timestamp_fallback);
-        assert_eq!(n.source["@timestamp"], "2026-11-20T08:00:00.000Z");
-        assert_eq!(n.source["@timestamp_original"], "yesterday");
-        assert_eq!(n.source["log"]["offset_original"], "x");
+        assert_eq!(n.document(&ctx())["@timestamp"], "2026-11-20T08:00:00.000Z");
+        assert_eq!(n.document(&ctx())["@timestamp_original"], "yesterday");
+        assert_eq!(n.document(&ctx())["log"]["offset_original"], "x");
 
         // A valid @timestamp is normalised in place, not duplicated.
         let n = norm().normalize(rec(json!({"@timestamp": "2026-11-24T10:00:00Z"})), &ctx());
-        assert_eq!(n.source["@timestamp"], "2026-11-24T10:00:00.000Z");
-        assert!(n.source.get("@timestamp_original").is_none());
+        assert_eq!(n.document(&ctx())["@timestamp"], "2026-11-24T10:00:00.000Z");
+        assert!(n.document(&ctx()).get("@timestamp_original").is_none());
     }
 
     #[test]
@@ -546,13 +674,13 @@ mod tests {
         let mut r = rec(json!({"ts": "garbage", "m": {"t": "2026-01-02T03:04:05Z"}}));
         r.timestamp = DateTime::from_timestamp_millis(1_700_000_000_000);
         assert_eq!(
-            norm().normalize(r, &ctx()).source["@timestamp"],
+            norm().normalize(r, &ctx()).document(&ctx())["@timestamp"],
             "2023-11-14T22:13:20.000Z"
         );
         let n = Normalizer::new(norm().index.clone(), "dl".into(), vec!["m.t".into()]);
         assert_eq!(
             n.normalize(rec(json!({"m": {"t": "2026-01-02T03:04:05Z"}})), &ctx())
-                .source["@timestamp"],
+                .document(&ctx())["@timestamp"],
             "2026-01-02T03:04:05.000Z"
         );
     }
@@ -605,10 +733,13 @@ mod tests {
         };
         let n = norm().undecodable(&d, &ctx());
         assert_eq!(n.index, "f4a-dead-letter");
-        assert_eq!(n.source["event"]["original"], "{\"a\":");
-        assert_eq!(n.source["error"]["message"], "invalid JSON");
-        assert_eq!(n.source["f4a"]["stage"], "decode");
-        assert_eq!(n.source["aws"]["s3"]["object"]["key"], "2026/11/24/10/obj");
+        assert_eq!(n.document(&ctx())["event"]["original"], "{\"a\":");
+        assert_eq!(n.document(&ctx())["error"]["message"], "invalid JSON");
+        assert_eq!(n.document(&ctx())["f4a"]["stage"], "decode");
+        assert_eq!(
+            n.document(&ctx())["aws"]["s3"]["object"]["key"],
+            "2026/11/24/10/obj"
+        );
         assert_eq!(n.id, document_id(&ctx(), 3, None));
     }
 }

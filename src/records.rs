@@ -71,6 +71,7 @@ pub(crate) async fn index_object(
                 .unwrap_or_else(Utc::now),
             ingested: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
             event_time: obj.event_time,
+            provenance: Default::default(),
         });
         let source = SourceTap::new(SyncIoBridge::new(opened.body.into_async_read()));
         let compressed = source.bytes.clone();
