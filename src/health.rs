@@ -161,30 +161,15 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>, stop: Cancellatio
 }
 
 fn respond(health: &Health, path: &str) -> Response<Full<Bytes>> {
-    let (status, body) = match path {
-        "/healthz" => {
-            let (ok, body) = health.liveness();
-            (
-                if ok {
-                    StatusCode::OK
-                } else {
-                    StatusCode::SERVICE_UNAVAILABLE
-                },
-                body,
-            )
-        }
-        "/readyz" => {
-            let (ok, body) = health.readiness();
-            (
-                if ok {
-                    StatusCode::OK
-                } else {
-                    StatusCode::SERVICE_UNAVAILABLE
-                },
-                body,
-            )
-        }
-        _ => (
+    let checked = match path {
+        "/healthz" => Some(health.liveness()),
+        "/readyz" => Some(health.readiness()),
+        _ => None,
+    };
+    let (status, body) = match checked {
+        Some((true, body)) => (StatusCode::OK, body),
+        Some((false, body)) => (StatusCode::SERVICE_UNAVAILABLE, body),
+        None => (
             StatusCode::NOT_FOUND,
             json!({"status": "not found", "paths": ["/healthz", "/readyz"]}),
         ),

@@ -183,14 +183,7 @@ async fn envelopes_odd_keys_and_ignored_messages() {
     let key = "dir/obj with space+plus €.json";
     w.put_and_wait(key, ndjson(3, "plain")).await;
     // Objects put without their own notification, announced below by hand.
-    w.aws
-        .s3
-        .put_bucket_notification_configuration()
-        .bucket(&w.bucket)
-        .notification_configuration(aws_sdk_s3::types::NotificationConfiguration::builder().build())
-        .send()
-        .await
-        .unwrap();
+    w.aws.stop_notifications(&w.bucket).await;
     w.aws.put(&w.bucket, "sns/obj.json", ndjson(4, "sns")).await;
     w.aws
         .put(&w.bucket, "eb/a b+c.json", ndjson(5, "eventbridge"))

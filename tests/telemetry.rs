@@ -242,14 +242,7 @@ async fn traced_run(protocol: &str, endpoint: &str, received: &Shared) {
     let w = World::new(&format!("otel-{}", protocol.replace('/', "-"))).await;
     let n = 20;
     // The object is announced by hand, with the producer's trace context on the message.
-    w.aws
-        .s3
-        .put_bucket_notification_configuration()
-        .bucket(&w.bucket)
-        .notification_configuration(aws_sdk_s3::types::NotificationConfiguration::builder().build())
-        .send()
-        .await
-        .unwrap();
+    w.aws.stop_notifications(&w.bucket).await;
     w.aws
         .put(
             &w.bucket,

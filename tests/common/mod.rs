@@ -256,6 +256,19 @@ impl Aws {
             .unwrap();
     }
 
+    /// The bucket stops announcing new objects (tests then announce them by hand).
+    pub async fn stop_notifications(&self, bucket: &str) {
+        self.s3
+            .put_bucket_notification_configuration()
+            .bucket(bucket)
+            .notification_configuration(
+                aws_sdk_s3::types::NotificationConfiguration::builder().build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
     pub async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) {
         self.s3
             .put_object()
