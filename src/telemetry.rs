@@ -36,7 +36,12 @@ pub struct Telemetry {
 
 pub fn init(format: LogFormat, otel: &OtelSettings) -> Telemetry {
     let mut problems = Vec::new();
-    let resource = resource();
+    // Only read (ECS metadata included) when something is exported.
+    let resource = if otel.traces.is_some() || otel.metrics.is_some() {
+        resource()
+    } else {
+        Resource::builder_empty().build()
+    };
     let tracer = otel.traces.and_then(|protocol| {
         build_tracer(protocol, resource.clone())
             .map_err(|e| problems.push(format!("traces: {e}")))

@@ -137,6 +137,15 @@ async fn http_receiver(port: u16) -> Option<(String, Shared)> {
                                 );
                                 ExportMetricsServiceResponse::default().encode_to_vec()
                             }
+                            // Stands in for the ECS task metadata endpoint (v4) too.
+                            "/ecs/task" => json!({
+                                "Cluster": "arn:aws:ecs:us-east-1:123456789012:cluster/f4a",
+                                "TaskARN": "arn:aws:ecs:us-east-1:123456789012:task/f4a/abc123",
+                                "Family": "f4a-indexer", "Revision": "7",
+                                "AvailabilityZone": "us-east-1a", "LaunchType": "FARGATE"
+                            })
+                            .to_string()
+                            .into_bytes(),
                             _ => Vec::new(),
                         };
                         let mut resp = hyper::Response::new(http_body_util::Full::new(
@@ -276,6 +285,12 @@ async fn traced_run(protocol: &str, endpoint: &str, received: &Shared) {
     env.insert("OTEL_EXPORTER_OTLP_PROTOCOL".into(), protocol.into());
     env.insert("OTEL_METRIC_EXPORT_INTERVAL".into(), "500".into());
     env.insert("OTEL_BSP_SCHEDULE_DELAY".into(), "200".into());
+    if protocol == "http/protobuf" {
+        env.insert(
+            "ECS_CONTAINER_METADATA_URI_V4".into(),
+            format!("{endpoint}/ecs"),
+        );
+    }
     let mut worker = Worker::spawn(&env, &["--exit-when-idle"]);
     assert_eq!(
         worker.wait(Duration::from_secs(60)).await,
@@ -390,6 +405,17 @@ async fn traced_run(protocol: &str, endpoint: &str, received: &Shared) {
         attr(resource, "service.version").as_deref(),
         Some(env!("CARGO_PKG_VERSION"))
     );
+    if protocol == "http/protobuf" {
+        assert_eq!(
+            attr(resource, "aws.ecs.task.arn").as_deref(),
+            Some("arn:aws:ecs:us-east-1:123456789012:task/f4a/abc123")
+        );
+        assert_eq!(
+            attr(resource, "aws.ecs.cluster.arn").as_deref(),
+            Some("arn:aws:ecs:us-east-1:123456789012:cluster/f4a")
+        );
+        assert_eq!(attr(resource, "cloud.platform").as_deref(), Some("aws_ecs"));
+    }
 
     assert_eq!(
         counter(&r.metrics, "f4a.documents.indexed", None),
