@@ -51,6 +51,8 @@ pub(crate) async fn process_message(
     }
     let metrics = metrics::get();
     metrics.messages_in_flight.add(1, &[]);
+    // When this message is given back for another try.
+    let delay = redelivery_delay(receive_count, ctx.cfg.sqs_visibility_timeout_seconds);
     async {
         let Some(receipt) = m.receipt_handle() else {
             tracing::error!("message without a receipt handle; ignoring it");
@@ -60,7 +62,6 @@ pub(crate) async fn process_message(
         let notification = match notification::parse(m.body().unwrap_or_default()) {
             Ok(n) => n,
             Err(e) => {
-                let delay = redelivery_delay(receive_count, ctx.cfg.sqs_visibility_timeout_seconds);
                 tracing::warn!(error = %e, body_head = %head(m.body().unwrap_or_default()), retry_in_secs = delay, "message is not an S3 notification; leaving it in the queue for its redrive policy");
                 tracing::Span::current().record("otel.status_code", "ERROR");
                 metrics.message("invalid");
@@ -99,13 +100,11 @@ pub(crate) async fn process_message(
         span.record("documents", outcome.indexed);
         span.record("dead_lettered", outcome.dead_lettered);
         if let Some(reason) = retry_reason {
-            let delay = redelivery_delay(receive_count, ctx.cfg.sqs_visibility_timeout_seconds);
             tracing::warn!(reason, retry_in_secs = delay, "message not finished; returning it to the queue");
             span.record("otel.status_code", "ERROR");
             metrics.message("released");
             ctx.acks.release(&id, delay).await;
         } else if outcome.failed {
-            let delay = redelivery_delay(receive_count, ctx.cfg.sqs_visibility_timeout_seconds);
             tracing::error!(indexed = outcome.indexed, dead_lettered = outcome.dead_lettered, retry_in_secs = delay, "some documents were neither indexed nor dead-lettered; keeping the message");
             metrics.message("released");
             ctx.acks.release(&id, delay).await;
