@@ -906,4 +906,14 @@ async fn tls_is_verified_by_default_and_es_ca_cert_trusts_a_private_ca() {
     assert_exactly_once(&w, &[("tls.json", 30)]).await;
     assert_eq!(w.aws.depth(&w.queue_url).await, (0, 0));
     let _ = std::fs::remove_file(ca);
+
+    // ES_TLS_SKIP_VERIFY: explicit, and loudly logged; then the untrusted certificate is accepted.
+    w.put_and_wait("tls-skip.json", ndjson(10, "skip")).await;
+    let env = env_via(&w, &p, &[("ES_TLS_SKIP_VERIFY", "true")]);
+    let log = run_until_idle(&env, MINUTE).await;
+    assert!(
+        log.contains("ES_TLS_SKIP_VERIFY=true") && log.contains("NOT verified"),
+        "skipping verification is logged loudly:\n{log}"
+    );
+    assert_exactly_once(&w, &[("tls.json", 30), ("tls-skip.json", 10)]).await;
 }
