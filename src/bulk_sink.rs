@@ -77,14 +77,12 @@ pub enum ResponseOutcome {
     Split(String),
 }
 
-/// Counters read by the periodic summary and tests of the running process.
+/// Counters read by the periodic summary line and the stop line.
 #[derive(Debug, Default)]
 pub struct SinkStats {
     pub indexed: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub retried: AtomicU64,
-    pub requests: AtomicU64,
-    pub failed_requests: AtomicU64,
 }
 
 pub struct BulkSink {
@@ -249,7 +247,6 @@ impl BulkSink {
                 let outcome = self.send(&pending, waited, attempt).await;
                 match outcome {
                     ResponseOutcome::RetryAll(reason) | ResponseOutcome::Overloaded(reason) => {
-                        self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(
                             docs = pending.len(),
                             attempt,
@@ -364,7 +361,6 @@ impl BulkSink {
             }
         }
         let started = Instant::now();
-        self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let mut headers = HeaderMap::new();
         headers.insert(
             CONTENT_TYPE,

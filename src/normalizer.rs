@@ -100,10 +100,6 @@ impl Normalizer {
         }
     }
 
-    pub fn dead_letter_index(&self) -> &str {
-        &self.dead_letter_index
-    }
-
     pub fn normalize(&self, rec: Record, obj: &ObjectContext) -> Normalized {
         let Record {
             offset,
