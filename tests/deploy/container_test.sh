@@ -61,7 +61,9 @@ PODMAN=(podman)
 eval "$("$ROOT/scripts/stack.sh" env)"
 PY="$F4A_VENV/bin/python"
 [[ -x "$BINARY" ]] || die "no binary at $BINARY (cargo build first)"
-"$BINARY" --help 2>/dev/null | grep -q healthcheck || die "$BINARY has no healthcheck subcommand"
+# Captured first: `… | grep -q` under pipefail fails when grep exits before the writer does.
+help_text="$("$BINARY" --help 2>/dev/null || true)"
+[[ "$help_text" == *healthcheck* ]] || die "$BINARY has no healthcheck subcommand"
 curl -fsS --max-time 3 "$AWS_ENDPOINT_URL/_localstack/health" >/dev/null || die "LocalStack not running (scripts/stack.sh start)"
 
 BASE_IMAGE="$(awk 'toupper($1)=="FROM" && tolower($3)=="as" && $4=="runtime" {print $2}' "$ROOT/Dockerfile")"
