@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use f4a_indexer::acknowledger::{AckGroup, Delivered};
 use f4a_indexer::batcher::Doc;
 use f4a_indexer::config::Config;
-use f4a_indexer::decoder::{decode_frame, Framer, Item};
+use f4a_indexer::decoder::{Decoder, Framer, Item};
 use f4a_indexer::normalizer::{Normalizer, ObjectContext};
 use f4a_indexer::object_reader;
 use flate2::read::MultiGzDecoder;
@@ -114,7 +114,7 @@ fn pipeline(gz: &Arc<[u8]>, normalizer: &Normalizer, max_docs: usize, stage: Sta
         return o;
     }
     let mut framer = Framer::new(reader, max_record);
-    let mut items = Vec::new();
+    let mut decoder = Decoder::new(max_record);
     let mut batch: Vec<Doc> = Vec::with_capacity(max_docs);
     let flush = |batch: &mut Vec<Doc>, o: &mut Outcome| {
         // As BulkSink::send: one body per request, then every document is settled.
@@ -135,21 +135,27 @@ fn pipeline(gz: &Arc<[u8]>, normalizer: &Normalizer, max_docs: usize, stage: Sta
             std::hint::black_box(frame.data);
             continue;
         }
-        decode_frame(&frame, max_record, &mut items);
-        for item in items.drain(..) {
-            let Item::Record(rec) = item else {
-                panic!("bench input must decode");
-            };
+        let _ = decoder.decode(&frame, |item| {
             o.docs += 1;
             if stage == Stage::Decode {
-                std::hint::black_box(&rec);
-                continue;
+                std::hint::black_box(&item);
+                return Ok::<(), ()>(());
             }
-            let (offset, sub) = (rec.offset, rec.sub);
-            let n = normalizer.normalize(rec, &meta);
+            let (n, offset, sub) = match item {
+                Item::Raw(rec) => {
+                    let offset = rec.offset;
+                    let n = normalizer.normalize_raw(rec, &meta);
+                    (n.expect("bench input must decode"), offset, None)
+                }
+                Item::Record(rec) => {
+                    let (offset, sub) = (rec.offset, rec.sub);
+                    (normalizer.normalize(rec, &meta), offset, sub)
+                }
+                Item::Dead(d) => panic!("bench input must decode: {}", d.reason),
+            };
             if stage == Stage::Normalize {
                 std::hint::black_box(&n);
-                continue;
+                return Ok(());
             }
             batch.push(Doc::encode(
                 n,
@@ -162,7 +168,8 @@ fn pipeline(gz: &Arc<[u8]>, normalizer: &Normalizer, max_docs: usize, stage: Sta
             if batch.len() >= max_docs {
                 flush(&mut batch, &mut o);
             }
-        }
+            Ok(())
+        });
     }
     flush(&mut batch, &mut o);
     o.in_bytes = framer.position();

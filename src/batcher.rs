@@ -55,7 +55,7 @@ pub struct Doc {
 
 impl Doc {
     pub fn encode(
-        n: Normalized,
+        n: Normalized<'_>,
         origin: Arc<ObjectContext>,
         offset: u64,
         sub: Option<u32>,
@@ -75,7 +75,7 @@ impl Doc {
             let _ = serde_json::to_writer(&mut *buf, &n.index);
             buf.extend_from_slice(b"}}\n");
             let source_at = buf.len();
-            let _ = serde_json::to_writer(&mut *buf, &n.source);
+            n.source.write_to(&mut buf);
             if let Some(offset) = n.provenance_offset {
                 // `{…}` becomes `{…,<provenance>offset}}`: the object's provenance, rendered once.
                 buf.pop();
@@ -203,6 +203,7 @@ impl Dispatcher {
 mod tests {
     use super::*;
     use crate::acknowledger::AckToken;
+    use crate::normalizer::Source;
     use serde_json::{json, Value};
 
     fn origin() -> Arc<ObjectContext> {
@@ -223,7 +224,7 @@ mod tests {
         let n = Normalized {
             index: "f4a-\"odd\"\\name".into(),
             id: "0123456789abcdef0123456789abcdef".into(),
-            source: source.as_object().unwrap().clone(),
+            source: Source::Tree(source.as_object().unwrap().clone()),
             provenance_offset: None,
             timestamp_fallback: false,
             timestamp_invalid: false,
@@ -240,7 +241,7 @@ mod tests {
         // A huge document does not leave a huge buffer behind, and the next one is intact.
         let big = json!({"s": "x".repeat(200_000)});
         let n2 = Normalized {
-            source: big.as_object().unwrap().clone(),
+            source: Source::Tree(big.as_object().unwrap().clone()),
             ..n.clone()
         };
         let doc2 = Doc::encode(n2, origin(), 8, None, false, AckToken::detached());

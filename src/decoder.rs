@@ -5,17 +5,27 @@
 //!   the first record: newline-delimited JSON (or plain text lines) is cut at newlines; JSON values
 //!   concatenated with no separator (Firehose's default), pretty-printed values and top-level arrays
 //!   are cut by tracking brackets and strings. A frame longer than the limit keeps only its head.
-//! - [`decode_frame`] parses one frame into [`Item`]s: a record per JSON object (a CloudWatch Logs
+//! - [`Decoder`] parses one frame into [`Item`]s: a record per JSON object (a CloudWatch Logs
 //!   subscription message yields one per log event), `{"message": line}` for a line that is not
 //!   JSON, and a dead-letter item with the reason for anything that cannot be decoded.
+//!
+//! The common record, one JSON object on one line with distinct keys, is not built into a tree:
+//! it stays its own text ([`RawRecord`]) with its members located, and only the few fields the
+//! normalizer reads are ever parsed. Building and re-serializing a `Value` per record was most of
+//! the worker's CPU; anything unusual takes the tree path ([`Record`]).
 //!
 //! A bad record never stops the object: the framer resynchronises at the next record. In
 //! bracket-tracking layouts a truncated record followed by a newline and `{` (impossible in valid
 //! JSON) ends there, so one broken line of NDJSON costs one record, not the rest of the object.
 
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::fmt;
 use std::io::{self, Read};
 
 use chrono::{DateTime, Utc};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// How much of an undecodable record is kept in its dead-letter entry.
@@ -382,9 +392,64 @@ impl JsonString {
 
 /// What a frame decodes to.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Item {
+pub enum Item<'a> {
+    /// A record on the fast path: its text, borrowed from the frame.
+    Raw(RawRecord<'a>),
     Record(Record),
     Dead(DeadRecord),
+}
+
+impl Item<'_> {
+    /// The item with no borrow of its frame: a raw record becomes the tree it stands for.
+    pub fn into_owned(self) -> Item<'static> {
+        match self {
+            Item::Raw(raw) => match raw.to_record() {
+                Ok(rec) => Item::Record(rec),
+                Err(e) => Item::Dead(DeadRecord {
+                    offset: raw.offset,
+                    reason: format!("invalid JSON: {e}"),
+                    raw: raw_head(raw.text.as_bytes()),
+                }),
+            },
+            Item::Record(r) => Item::Record(r),
+            Item::Dead(d) => Item::Dead(d),
+        }
+    }
+}
+
+/// One JSON object on one line with distinct keys, left as its text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRecord<'a> {
+    /// Byte offset of the frame in the decompressed object.
+    pub offset: u64,
+    /// The object, `{` to `}`, with no newline in it (so it is a valid bulk source line as is).
+    pub text: &'a str,
+    /// Its members in order: the key unescaped, the value as its JSON text (a slice of `text`).
+    pub members: Vec<(Cow<'a, str>, &'a str)>,
+}
+
+impl RawRecord<'_> {
+    /// The record as a tree, as the tree path would have decoded it. A value the tree cannot hold
+    /// (a number beyond f64, say) is an error; the fast path passes such values to the cluster as
+    /// written.
+    pub fn to_record(&self) -> Result<Record, serde_json::Error> {
+        let mut fields = Map::new();
+        for (k, v) in &self.members {
+            fields.insert(k.to_string(), serde_json::from_str(v)?);
+        }
+        Ok(Record {
+            offset: self.offset,
+            sub: None,
+            fields,
+            timestamp: None,
+        })
+    }
+
+    /// Where `value` (one of `members`' values) starts and ends in `text`.
+    pub fn span(&self, value: &str) -> (usize, usize) {
+        let start = (value.as_ptr() as usize).saturating_sub(self.text.as_ptr() as usize);
+        (start, start + value.len())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -406,8 +471,183 @@ pub struct DeadRecord {
     pub raw: String,
 }
 
-/// Decodes one frame, appending its items to `out`.
-pub fn decode_frame(frame: &Frame<'_>, max_record_bytes: usize, out: &mut Vec<Item>) {
+/// A record with more brackets than serde_json's nesting limit (128) takes the tree path.
+const MAX_RAW_BRACKETS: usize = 128;
+/// Key layouts remembered by a [`Decoder`]: objects usually repeat one or a few.
+const SHAPES: usize = 8;
+
+/// Decodes frames one at a time. It remembers the key layouts of recent records that were found
+/// free of duplicate keys, so that for the next record with the same layout that check is one
+/// hash comparison.
+#[derive(Debug)]
+pub struct Decoder {
+    max_record_bytes: usize,
+    shapes: [u64; SHAPES],
+    next_shape: usize,
+    key_hashes: Vec<u64>,
+}
+
+impl Decoder {
+    pub fn new(max_record_bytes: usize) -> Self {
+        Decoder {
+            max_record_bytes,
+            shapes: [0; SHAPES],
+            next_shape: 0,
+            key_hashes: Vec::new(),
+        }
+    }
+
+    /// Decodes one frame, handing each item to `emit` (which may stop the frame with an error).
+    pub fn decode<'a, E>(
+        &mut self,
+        frame: &Frame<'a>,
+        mut emit: impl FnMut(Item<'a>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if let Some(raw) = self.raw(frame) {
+            return emit(Item::Raw(raw));
+        }
+        let mut out = Vec::new();
+        decode_tree(frame, self.max_record_bytes, &mut out);
+        out.into_iter().try_for_each(emit)
+    }
+
+    /// The fast path, if the frame is a one-line JSON object with distinct keys and not a
+    /// CloudWatch Logs message; `None` sends it down the tree path (which also reports errors).
+    fn raw<'a>(&mut self, frame: &Frame<'a>) -> Option<RawRecord<'a>> {
+        if frame.len > frame.data.len() as u64 {
+            return None;
+        }
+        let data = frame.data.trim_ascii();
+        if data.first() != Some(&b'{') || memchr::memchr(b'\n', data).is_some() {
+            return None;
+        }
+        // Skipping a value does not count its depth; the tree path refuses deeper than
+        // serde_json's limit, so a record that might be that deep goes there.
+        if memchr::memchr2_iter(b'{', b'[', data)
+            .nth(MAX_RAW_BRACKETS)
+            .is_some()
+        {
+            return None;
+        }
+        let text = std::str::from_utf8(data).ok()?;
+        let Members(members) = serde_json::from_str(text).ok()?;
+        if members
+            .iter()
+            .any(|(k, v)| k == "messageType" || beyond_u64_or_f64(v.as_bytes()))
+        {
+            return None;
+        }
+        self.distinct_keys(&members).then_some(RawRecord {
+            offset: frame.offset,
+            text,
+            members,
+        })
+    }
+
+    /// True when no key repeats. A hash collision counts as a repeat: the tree path then decides
+    /// (last value wins, as in any JSON parser that builds a map).
+    fn distinct_keys(&mut self, members: &[(Cow<'_, str>, &str)]) -> bool {
+        self.key_hashes.clear();
+        let mut shape: u64 = members.len() as u64;
+        for (k, _) in members {
+            let h = xxhash_rust::xxh3::xxh3_64(k.as_bytes());
+            shape = (shape.rotate_left(17) ^ h).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            self.key_hashes.push(h);
+        }
+        if self.shapes.contains(&shape) {
+            return true;
+        }
+        self.key_hashes.sort_unstable();
+        if self.key_hashes.windows(2).any(|w| w[0] == w[1]) {
+            return false;
+        }
+        self.shapes[self.next_shape] = shape;
+        self.next_shape = (self.next_shape + 1) % SHAPES;
+        true
+    }
+}
+
+/// A number the tree path would change: an integer of 20 digits or more (beyond u64, held as
+/// f64) or a three-digit exponent (possibly beyond f64, an error there). Top-level values only:
+/// numbers nested in objects and arrays go to the cluster as written.
+fn beyond_u64_or_f64(v: &[u8]) -> bool {
+    if !matches!(v.first(), Some(b'-' | b'0'..=b'9')) {
+        return false;
+    }
+    let negative = v[0] == b'-';
+    let int = &v[usize::from(negative)..];
+    let digits = int.iter().take_while(|b| b.is_ascii_digit()).count();
+    let beyond_u64 = digits > 20
+        || (digits == 20
+            && (negative
+                || std::str::from_utf8(&int[..digits])
+                    .map_or(true, |d| d.parse::<u64>().is_err())));
+    beyond_u64
+        || v.iter()
+            .position(|b| b | 0x20 == b'e')
+            .is_some_and(|e| v[e + 1..].iter().filter(|b| b.is_ascii_digit()).count() >= 3)
+}
+
+/// A JSON object's members in order, keys borrowed where they have no escapes.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a str)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some(Key(k)) = map.next_key()? {
+                    let v: &'de RawValue = map.next_value()?;
+                    members.push((k, v.get()));
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// An object key: borrowed from the input unless it had to be unescaped.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Decodes one frame, appending its items to `out` with no borrow of the frame (raw records
+/// become trees): for tests and tools; the pipeline uses [`Decoder::decode`].
+pub fn decode_frame(frame: &Frame<'_>, max_record_bytes: usize, out: &mut Vec<Item<'static>>) {
+    let _ = Decoder::new(max_record_bytes).decode(frame, |item| {
+        out.push(item.into_owned());
+        Ok::<(), Infallible>(())
+    });
+}
+
+/// The tree path: every layout, every error.
+fn decode_tree(frame: &Frame<'_>, max_record_bytes: usize, out: &mut Vec<Item<'static>>) {
     let offset = frame.offset;
     let dead = |reason: String| {
         Item::Dead(DeadRecord {
@@ -447,7 +687,8 @@ pub fn decode_frame(frame: &Frame<'_>, max_record_bytes: usize, out: &mut Vec<It
     }
 }
 
-fn raw_head(data: &[u8]) -> String {
+/// The head of `data` kept in a dead-letter entry.
+pub fn raw_head(data: &[u8]) -> String {
     let head = &data[..data.len().min(DEAD_LETTER_RAW_BYTES)];
     String::from_utf8_lossy(head).into_owned()
 }
@@ -471,7 +712,7 @@ fn message_record(text: &str, offset: u64, sub: Option<u32>) -> Record {
     }
 }
 
-fn push_value(v: Value, offset: u64, sub: Option<u32>, out: &mut Vec<Item>) {
+fn push_value(v: Value, offset: u64, sub: Option<u32>, out: &mut Vec<Item<'static>>) {
     match v {
         Value::Object(map) => {
             if map.get("messageType").and_then(Value::as_str).is_some()
@@ -522,7 +763,12 @@ fn scalar_text(v: &Value) -> String {
 }
 
 /// A CloudWatch Logs subscription message: one record per log event; control messages are skipped.
-fn cloudwatch(mut map: Map<String, Value>, offset: u64, outer: Option<u32>, out: &mut Vec<Item>) {
+fn cloudwatch(
+    mut map: Map<String, Value>,
+    offset: u64,
+    outer: Option<u32>,
+    out: &mut Vec<Item<'static>>,
+) {
     if map.get("messageType").and_then(Value::as_str) != Some("DATA_MESSAGE") {
         return;
     }
@@ -585,7 +831,7 @@ mod tests {
         out
     }
 
-    fn items(input: &[u8]) -> Vec<Item> {
+    fn items(input: &[u8]) -> Vec<Item<'static>> {
         let mut f = Framer::new(input, 1 << 20);
         let mut out = vec![];
         while let Some(fr) = f.next_frame().unwrap() {
@@ -599,6 +845,7 @@ mod tests {
             .iter()
             .map(|i| match i {
                 Item::Record(r) => Value::Object(r.fields.clone()).to_string(),
+                Item::Raw(r) => r.text.to_string(),
                 Item::Dead(d) => format!("DEAD:{}", d.raw),
             })
             .collect()
@@ -744,5 +991,44 @@ mod tests {
         assert_eq!(r.fields["message"], "{\"k\":1}");
         assert_eq!(r.fields["aws"]["cloudwatch"]["log_group"], "/aws/lambda/x");
         assert_eq!(r.timestamp.unwrap().timestamp_millis(), 1700000000001);
+    }
+
+    #[test]
+    fn fast_path_takes_plain_one_line_objects_only() {
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200));
+        for (line, raw) in [
+            (r#"{"a":1,"b":{"c":[1,2]},"s":"x\"y"}"#, true),
+            (r#" {"a":1} "#, true),
+            (
+                r#"{"u":18446744073709551615,"i":-9223372036854775808,"f":1.5e-7}"#,
+                true,
+            ),
+            (r#"{"u":18446744073709551616}"#, false),
+            (r#"{"i":-12345678901234567890}"#, false),
+            (r#"{"f":1e400}"#, false),
+            (r#"{"a":1,"a":2}"#, false),
+            (r#"{"a\u0062":1,"ab":2}"#, false),
+            (r#"{"messageType":"DATA_MESSAGE"}"#, false),
+            ("{\"a\":\n1}", false),
+            (r#"[{"a":1}]"#, false),
+            (r#"{"a":1}{"b":2}"#, false),
+            (deep.as_str(), false),
+        ] {
+            let frame = Frame {
+                offset: 0,
+                data: line.as_bytes(),
+                len: line.len() as u64,
+            };
+            let mut d = Decoder::new(1 << 20);
+            // Twice: the second time the key layout may be remembered.
+            for _ in 0..2 {
+                let mut got = vec![];
+                let _ = d.decode(&frame, |i| {
+                    got.push(matches!(i, Item::Raw(_)));
+                    Ok::<(), ()>(())
+                });
+                assert_eq!(got.first(), Some(&raw), "{line}");
+            }
+        }
     }
 }

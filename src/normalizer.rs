@@ -13,6 +13,11 @@
 //!   roots (`"log.level"`) are merged into the same object.
 //! - the deterministic `_id` (bucket, key, object version or ETag, byte offset, sub-position) and
 //!   the target index (`ES_INDEX` rendered with `@timestamp`), so a redelivery overwrites.
+//!
+//! A raw record ([`RawRecord`]) that uses none of the provenance roots is normalized without a
+//! tree ([`Normalizer::normalize_raw`]): its text is kept and `@timestamp` spliced in. Anything
+//! the splice cannot express exactly as the tree path would (an owned root, a nested timestamp
+//! field, an `@timestamp` that is not the chosen one) takes the tree path.
 
 use std::cell::RefCell;
 
@@ -20,7 +25,7 @@ use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
 use crate::config::IndexPattern;
-use crate::decoder::{DeadRecord, Record};
+use crate::decoder::{DeadRecord, RawRecord, Record};
 
 /// Roots the worker writes into; dotted user keys under them are expanded so both meet in one object.
 const OWNED_ROOTS: [&str; 3] = ["event", "log", "aws"];
@@ -57,11 +62,11 @@ impl ObjectContext {
 
 /// A document ready to be encoded into a bulk request.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Normalized {
+pub struct Normalized<'a> {
     pub index: String,
     pub id: String,
     /// The document; without the provenance fields when `provenance_offset` is set.
-    pub source: Map<String, Value>,
+    pub source: Source<'a>,
     /// The record uses none of the provenance roots (`event`, `log`, `aws`), the common case: the
     /// encoder appends the object's pre-rendered provenance with this `log.offset` instead of
     /// building the same objects for every record.
@@ -72,6 +77,67 @@ pub struct Normalized {
     pub timestamp_invalid: bool,
 }
 
+/// A document's fields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source<'a> {
+    Tree(Map<String, Value>),
+    /// A raw record's text with `@timestamp` (RFC 3339 text, unquoted) written into it: over the
+    /// bytes `replace` if given (the record's own `@timestamp` value), else as a new last member.
+    Raw {
+        text: &'a str,
+        timestamp: String,
+        replace: Option<(usize, usize)>,
+    },
+}
+
+impl Source<'_> {
+    /// Writes the document as one line of JSON.
+    pub fn write_to(&self, buf: &mut Vec<u8>) {
+        match self {
+            // Writing into a Vec cannot fail.
+            Source::Tree(map) => {
+                let _ = serde_json::to_writer(&mut *buf, map);
+            }
+            Source::Raw {
+                text,
+                timestamp,
+                replace,
+            } => match *replace {
+                Some((start, end)) => {
+                    buf.extend_from_slice(&text.as_bytes()[..start]);
+                    buf.push(b'"');
+                    buf.extend_from_slice(timestamp.as_bytes());
+                    buf.push(b'"');
+                    buf.extend_from_slice(&text.as_bytes()[end..]);
+                }
+                None => {
+                    // `{…}` → `{…,"@timestamp":"…"}` (the record has members: see normalize_raw).
+                    buf.extend_from_slice(&text.as_bytes()[..text.len().saturating_sub(1)]);
+                    buf.extend_from_slice(b",\"@timestamp\":\"");
+                    buf.extend_from_slice(timestamp.as_bytes());
+                    buf.extend_from_slice(b"\"}");
+                }
+            },
+        }
+    }
+
+    /// The fields as a tree.
+    pub fn to_map(&self) -> Map<String, Value> {
+        match self {
+            Source::Tree(map) => map.clone(),
+            Source::Raw { .. } => {
+                let mut text = Vec::new();
+                self.write_to(&mut text);
+                serde_json::from_slice(&text).unwrap_or_default()
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Source::Tree(map) if map.is_empty())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Normalizer {
     index: IndexPattern,
@@ -79,6 +145,11 @@ pub struct Normalizer {
     index_daily: bool,
     dead_letter_index: String,
     timestamp_fields: Vec<String>,
+    /// First bytes of the keys `normalize_raw` must look at (timestamp fields, `@timestamp`, the
+    /// owned roots, the roots of dotted timestamp fields): every other key is skipped on one load.
+    notable_first_bytes: [bool; 256],
+    /// `m` for a timestamp field `m.t`: a record with a top-level `m` takes the tree path.
+    timestamp_roots: Vec<String>,
 }
 
 thread_local! {
@@ -92,15 +163,121 @@ impl Normalizer {
         dead_letter_index: String,
         timestamp_fields: Vec<String>,
     ) -> Self {
+        let timestamp_roots: Vec<String> = timestamp_fields
+            .iter()
+            .filter_map(|f| f.split_once('.').map(|(root, _)| root.to_string()))
+            .collect();
+        let mut notable_first_bytes = [false; 256];
+        for name in timestamp_fields
+            .iter()
+            .chain(&timestamp_roots)
+            .map(String::as_str)
+            .chain(OWNED_ROOTS)
+            .chain(["@timestamp", ""])
+        {
+            notable_first_bytes[name.bytes().next().map_or(0, usize::from)] = true;
+        }
         Normalizer {
             index_daily: date_only(index.as_str()),
             index,
             dead_letter_index,
             timestamp_fields,
+            notable_first_bytes,
+            timestamp_roots,
         }
     }
 
-    pub fn normalize(&self, rec: Record, obj: &ObjectContext) -> Normalized {
+    /// [`Normalizer::normalize`] for a raw record, without building its tree when it can: same
+    /// document, same `_id`, same index (member order and the spelling of numbers and escapes are
+    /// the record's own). An error when the record needs the tree path but holds a value a tree
+    /// cannot (a number beyond f64): the tree path would not have decoded it either.
+    pub fn normalize_raw<'a>(
+        &self,
+        rec: RawRecord<'a>,
+        obj: &ObjectContext,
+    ) -> Result<Normalized<'a>, DeadRecord> {
+        match self.raw_plan(&rec) {
+            Some(plan) => {
+                let mut timestamp_invalid = false;
+                let mut chosen = None;
+                for &(_, member) in &plan.candidates {
+                    let value = serde_json::from_str::<Value>(rec.members[member].1).ok();
+                    match value.as_ref().and_then(parse_timestamp) {
+                        Some(t) => {
+                            chosen = Some((t, member));
+                            break;
+                        }
+                        None => timestamp_invalid = true,
+                    }
+                }
+                let replace = match (chosen, plan.at_timestamp) {
+                    (Some((_, m)), Some(at)) if m == at => Some(rec.span(rec.members[at].1)),
+                    // `@timestamp` is there but another value wins: the collision rule keeps it
+                    // as `@timestamp_original`, which the tree path does.
+                    (_, Some(_)) => return self.normalize_tree(&rec, obj),
+                    (_, None) => None,
+                };
+                let ts = chosen.map_or(obj.last_modified, |(t, _)| t);
+                Ok(Normalized {
+                    index: self.index_name(ts),
+                    id: document_id(obj, rec.offset, None),
+                    source: Source::Raw {
+                        text: rec.text,
+                        timestamp: rfc3339_millis(ts),
+                        replace,
+                    },
+                    provenance_offset: Some(rec.offset),
+                    timestamp_fallback: chosen.is_none(),
+                    timestamp_invalid,
+                })
+            }
+            None => self.normalize_tree(&rec, obj),
+        }
+    }
+
+    fn normalize_tree<'a>(
+        &self,
+        rec: &RawRecord<'_>,
+        obj: &ObjectContext,
+    ) -> Result<Normalized<'a>, DeadRecord> {
+        match rec.to_record() {
+            Ok(tree) => Ok(self.normalize(tree, obj)),
+            Err(e) => Err(DeadRecord {
+                offset: rec.offset,
+                reason: format!("invalid JSON: {e}"),
+                raw: crate::decoder::raw_head(rec.text.as_bytes()),
+            }),
+        }
+    }
+
+    /// What the fast path needs from a raw record's keys, or `None` if it must take the tree path.
+    fn raw_plan(&self, rec: &RawRecord<'_>) -> Option<RawPlan> {
+        if rec.members.is_empty() {
+            return None;
+        }
+        let mut plan = RawPlan::default();
+        for (i, (key, _)) in rec.members.iter().enumerate() {
+            let first = key.as_bytes().first().map_or(0, |&b| usize::from(b));
+            if !self.notable_first_bytes[first] {
+                continue;
+            }
+            let key = key.as_ref();
+            let root = key.split_once('.').map_or(key, |(root, _)| root);
+            if OWNED_ROOTS.contains(&root) || self.timestamp_roots.iter().any(|r| r == key) {
+                return None;
+            }
+            if key == "@timestamp" {
+                plan.at_timestamp = Some(i);
+            }
+            if let Some(rank) = self.timestamp_fields.iter().position(|f| f == key) {
+                plan.candidates.push((rank, i));
+            }
+        }
+        plan.candidates.sort_unstable();
+        Some(plan)
+    }
+
+    pub fn normalize<'a>(&self, rec: Record, obj: &ObjectContext) -> Normalized<'a> {
         let Record {
             offset,
             sub,
@@ -144,7 +321,7 @@ impl Normalizer {
         Normalized {
             index: self.index_name(ts),
             id: document_id(obj, offset, sub),
-            source: fields,
+            source: Source::Tree(fields),
             provenance_offset,
             timestamp_fallback,
             timestamp_invalid,
@@ -174,7 +351,7 @@ impl Normalizer {
     /// The dead-letter document for a record that could not be decoded or was refused by the
     /// cluster. The original travels as a string (`event.original`) so that it can never cause a
     /// mapping conflict of its own in the dead-letter index.
-    pub fn dead_letter(&self, d: &DeadLetter<'_>) -> Normalized {
+    pub fn dead_letter<'a>(&self, d: &DeadLetter<'_>) -> Normalized<'a> {
         let mut error = Map::new();
         error.insert("type".into(), Value::String(d.error_type.to_string()));
         error.insert("message".into(), Value::String(d.reason.to_string()));
@@ -199,7 +376,7 @@ impl Normalizer {
         Normalized {
             index: self.dead_letter_index.clone(),
             id: document_id(d.obj, d.offset, d.sub),
-            source: fields,
+            source: Source::Tree(fields),
             provenance_offset: None,
             timestamp_fallback: false,
             timestamp_invalid: false,
@@ -207,7 +384,7 @@ impl Normalizer {
     }
 
     /// Dead-letter document for a record the decoder could not read.
-    pub fn undecodable(&self, dead: &DeadRecord, obj: &ObjectContext) -> Normalized {
+    pub fn undecodable<'a>(&self, dead: &DeadRecord, obj: &ObjectContext) -> Normalized<'a> {
         self.dead_letter(&DeadLetter {
             obj,
             offset: dead.offset,
@@ -221,10 +398,18 @@ impl Normalizer {
     }
 }
 
-impl Normalized {
+/// A raw record's timestamp candidates `(rank in TIMESTAMP_FIELDS, member)`, best first, and
+/// where its own `@timestamp` is.
+#[derive(Default)]
+struct RawPlan {
+    candidates: Vec<(usize, usize)>,
+    at_timestamp: Option<usize>,
+}
+
+impl Normalized<'_> {
     /// The whole document as it is indexed, provenance included.
     pub fn document(&self, obj: &ObjectContext) -> Map<String, Value> {
-        let mut doc = self.source.clone();
+        let mut doc = self.source.to_map();
         if let Some(offset) = self.provenance_offset {
             add_provenance(&mut doc, obj, offset);
         }
@@ -737,5 +922,148 @@ mod tests {
             "2026/11/24/10/obj"
         );
         assert_eq!(n.id, document_id(&ctx(), 3, None));
+    }
+
+    /// Normalizes `line` on the fast path (if the decoder takes it) and on the tree path.
+    fn both_paths(
+        n: &Normalizer,
+        line: &str,
+    ) -> (Option<Normalized<'static>>, Normalized<'static>, bool) {
+        use crate::decoder::{Decoder, Frame, Item};
+        let frame = Frame {
+            offset: 7,
+            data: line.as_bytes(),
+            len: line.len() as u64,
+        };
+        let mut fast = None;
+        let mut raw = false;
+        let _ = Decoder::new(1 << 20).decode(&frame, |item| {
+            if let Item::Raw(r) = item {
+                raw = true;
+                let m = n.normalize_raw(r, &ctx());
+                fast = m.ok().map(|m| Normalized {
+                    source: Source::Tree(m.source.to_map()),
+                    ..m
+                });
+            }
+            Ok::<(), ()>(())
+        });
+        let fields: Map<String, Value> = serde_json::from_str(line).unwrap();
+        let tree = n.normalize(
+            Record {
+                offset: 7,
+                sub: None,
+                fields,
+                timestamp: None,
+            },
+            &ctx(),
+        );
+        (fast, tree, raw)
+    }
+
+    #[test]
+    fn fast_path_gives_the_tree_paths_document() {
+        let mut dotted = norm();
+        dotted = Normalizer::new(
+            dotted.index.clone(),
+            dotted.dead_letter_index.clone(),
+            vec!["m.t".into(), "@timestamp".into(), "ts".into()],
+        );
+        for (n, line) in [
+            (
+                norm(),
+                r#"{"@timestamp":"2026-11-24T10:00:00+02:00","v":1.0,"big":18446744073709551615}"#,
+            ),
+            (
+                norm(),
+                r#"{"ts":1764000000123,"s":"caf\u00e9 \"q\"","a\u0062":[1,{"x":null}]}"#,
+            ),
+            (norm(), r#"{"@timestamp":"not a time","ts":1764000000123}"#),
+            (
+                norm(),
+                r#"{"ts":"nope","time":"also not","eventTime":"2026-01-02 03:04:05"}"#,
+            ),
+            (norm(), r#"{"nothing":"to see"}"#),
+            (
+                norm(),
+                r#" { "spaced" : { "a" : 1 } , "@timestamp" : 1764000000 } "#,
+            ),
+            (norm(), r#"{"log.level":"info","x":1}"#),
+            (norm(), r#"{"event":"login","x":1}"#),
+            (norm(), r#"{"aws":{"region":"eu-west-1"},"ts":1}"#),
+            (norm(), r#"{}"#),
+            (
+                dotted.clone(),
+                r#"{"m":{"t":"2026-01-02T03:04:05Z"},"ts":5}"#,
+            ),
+            (dotted.clone(), r#"{"m.t":"2026-01-02T03:04:05Z"}"#),
+            (dotted, r#"{"@timestamp":"2026-01-02T03:04:05Z","ts":5}"#),
+        ] {
+            let (fast, tree, raw) = both_paths(&n, line);
+            assert!(raw, "{line} should decode to a raw record");
+            let fast = fast.unwrap_or_else(|| panic!("{line}: fast path failed"));
+            assert_eq!(fast.document(&ctx()), tree.document(&ctx()), "{line}");
+            assert_eq!(
+                (
+                    &fast.index,
+                    &fast.id,
+                    fast.timestamp_fallback,
+                    fast.timestamp_invalid
+                ),
+                (
+                    &tree.index,
+                    &tree.id,
+                    tree.timestamp_fallback,
+                    tree.timestamp_invalid
+                ),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn fast_path_keeps_the_records_text() {
+        let (fast, _, _) = both_paths(&norm(), r#"{"n":1.50,"@timestamp":1764000000}"#);
+        assert!(fast.is_some());
+        use crate::decoder::{Decoder, Frame, Item};
+        let line = r#"{"n":1.50,"@timestamp":1764000000,"u":"\u00e9"}"#;
+        let frame = Frame {
+            offset: 0,
+            data: line.as_bytes(),
+            len: line.len() as u64,
+        };
+        let _ = Decoder::new(1 << 20).decode(&frame, |item| {
+            let Item::Raw(r) = item else {
+                panic!("not raw")
+            };
+            let n = norm().normalize_raw(r, &ctx()).unwrap();
+            let mut out = Vec::new();
+            n.source.write_to(&mut out);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                r#"{"n":1.50,"@timestamp":"2025-11-24T16:00:00.000Z","u":"\u00e9"}"#
+            );
+            Ok::<(), ()>(())
+        });
+        // A value the tree cannot hold: fine on the fast path, a decode error where the tree
+        // path is needed.
+        let frame = |line: &'static str| Frame {
+            offset: 0,
+            data: line.as_bytes(),
+            len: line.len() as u64,
+        };
+        for (line, ok) in [
+            (r#"{"n":[1e999]}"#, true),
+            (r#"{"n":[1e999],"log.x":1}"#, false),
+        ] {
+            let _ = Decoder::new(1 << 20).decode(&frame(line), |item| {
+                let Item::Raw(r) = item else {
+                    panic!("not raw")
+                };
+                let n = norm().normalize_raw(r, &ctx());
+                assert_eq!(n.is_ok(), ok, "{line}");
+                Ok::<(), ()>(())
+            });
+        }
     }
 }

@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use crate::acknowledger::AckGroup;
 use crate::batcher::{Doc, CHUNK_BYTES, CHUNK_DOCS};
-use crate::decoder::{decode_frame, DeadRecord, Framer, Item};
+use crate::decoder::{DeadRecord, Decoder, Framer, Item};
 use crate::metrics;
 use crate::normalizer::{Normalizer, ObjectContext};
 use crate::notification::ObjectRef;
@@ -188,10 +188,12 @@ impl Reader<'_> {
             }
         };
         let mut framer = Framer::new(reader, self.max_record_bytes);
-        let mut items = Vec::new();
+        let mut decoder = Decoder::new(self.max_record_bytes);
         loop {
             match framer.next_frame() {
-                Ok(Some(frame)) => decode_frame(&frame, self.max_record_bytes, &mut items),
+                Ok(Some(frame)) => {
+                    decoder.decode(&frame, |item| self.handle(item, &mut stats))?;
+                }
                 Ok(None) => break,
                 Err(e) if failed.load(Ordering::Relaxed) => return Err(ReadError::Io(e)),
                 Err(e) => {
@@ -211,29 +213,6 @@ impl Reader<'_> {
                     break;
                 }
             }
-            for item in items.drain(..) {
-                match item {
-                    Item::Record(rec) => {
-                        let (offset, sub) = (rec.offset, rec.sub);
-                        let n = self.normalizer.normalize(rec, self.meta);
-                        stats.records += 1;
-                        stats.timestamp_fallbacks += u64::from(n.timestamp_fallback);
-                        stats.timestamp_invalid += u64::from(n.timestamp_invalid);
-                        self.send(Doc::encode(
-                            n,
-                            self.meta.clone(),
-                            offset,
-                            sub,
-                            false,
-                            self.group.token(),
-                        ))?;
-                    }
-                    Item::Dead(dead) => {
-                        tracing::warn!(bucket = %self.meta.bucket, key = %self.meta.key, offset = dead.offset, reason = %dead.reason, "undecodable record; dead-lettering it");
-                        self.send_dead(&dead, &mut stats)?;
-                    }
-                }
-            }
         }
         self.flush()?;
         stats.decompressed_bytes = framer.position();
@@ -243,7 +222,37 @@ impl Reader<'_> {
         Ok(stats)
     }
 
+    /// Normalizes, encodes and sends one decoded item.
+    fn handle(&self, item: Item<'_>, stats: &mut ObjectStats) -> Result<(), ReadError> {
+        let (n, offset, sub) = match item {
+            Item::Raw(rec) => {
+                let offset = rec.offset;
+                match self.normalizer.normalize_raw(rec, self.meta) {
+                    Ok(n) => (n, offset, None),
+                    Err(dead) => return self.send_dead(&dead, stats),
+                }
+            }
+            Item::Record(rec) => {
+                let (offset, sub) = (rec.offset, rec.sub);
+                (self.normalizer.normalize(rec, self.meta), offset, sub)
+            }
+            Item::Dead(dead) => return self.send_dead(&dead, stats),
+        };
+        stats.records += 1;
+        stats.timestamp_fallbacks += u64::from(n.timestamp_fallback);
+        stats.timestamp_invalid += u64::from(n.timestamp_invalid);
+        self.send(Doc::encode(
+            n,
+            self.meta.clone(),
+            offset,
+            sub,
+            false,
+            self.group.token(),
+        ))
+    }
+
     fn send_dead(&self, dead: &DeadRecord, stats: &mut ObjectStats) -> Result<(), ReadError> {
+        tracing::warn!(bucket = %self.meta.bucket, key = %self.meta.key, offset = dead.offset, reason = %dead.reason, "undecodable record; dead-lettering it");
         stats.undecodable += 1;
         let n = self.normalizer.undecodable(dead, self.meta);
         self.send(Doc::encode(

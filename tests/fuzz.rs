@@ -23,7 +23,7 @@ fn cases(default: u32) -> ProptestConfig {
 }
 
 /// Runs the decoder the way the pipeline does; returns every item.
-fn decode_all(input: &[u8], max: usize) -> Vec<Item> {
+fn decode_all(input: &[u8], max: usize) -> Vec<Item<'static>> {
     let mut framer = Framer::new(input, max);
     let mut items = Vec::new();
     let mut guard = 0usize;
@@ -42,12 +42,12 @@ fn decode_all(input: &[u8], max: usize) -> Vec<Item> {
     items
 }
 
-fn records(items: &[Item]) -> Vec<&Map<String, Value>> {
+fn records<'a>(items: &'a [Item<'static>]) -> Vec<&'a Map<String, Value>> {
     items
         .iter()
         .filter_map(|i| match i {
             Item::Record(r) => Some(&r.fields),
-            Item::Dead(_) => None,
+            Item::Raw(_) | Item::Dead(_) => None,
         })
         .collect()
 }
