@@ -14,7 +14,7 @@ use std::time::Duration;
 use std::cell::RefCell;
 use std::io::Write as _;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -26,9 +26,28 @@ use crate::normalizer::{Normalized, ObjectContext};
 /// Capacity of the per-thread encoding buffer that is kept between documents (a larger one, left
 /// by an unusually big record, is given back).
 const ENCODE_BUF_KEEP: usize = 64 * 1024;
+/// Documents' bodies are cut from shared blocks of this size: one allocation for a hundred small
+/// documents instead of one each (the block is freed when its last document is settled).
+const BODY_BLOCK: usize = 64 * 1024;
 
 thread_local! {
     static ENCODE_BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(4096));
+    static BODY_BLOCKS: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
+
+/// `bytes` as a `Bytes` cut from this thread's current body block.
+fn body_from_block(bytes: &[u8]) -> Bytes {
+    if bytes.len() > BODY_BLOCK / 4 {
+        return Bytes::copy_from_slice(bytes);
+    }
+    BODY_BLOCKS.with(|block| {
+        let mut block = block.borrow_mut();
+        if block.capacity() - block.len() < bytes.len() {
+            *block = BytesMut::with_capacity(BODY_BLOCK);
+        }
+        block.extend_from_slice(bytes);
+        block.split().freeze()
+    })
 }
 
 /// Documents a reader gathers before handing them to the batcher (also bounded by [`CHUNK_BYTES`]).
@@ -42,7 +61,7 @@ pub struct Doc {
     pub body: Bytes,
     /// Where the source line starts in `body`.
     pub source_at: usize,
-    pub index: String,
+    pub index: Arc<str>,
     pub origin: Arc<ObjectContext>,
     pub offset: u64,
     pub sub: Option<u32>,
@@ -70,9 +89,9 @@ impl Doc {
             // Same bytes as serializing {"index":{"_id":…,"_index":…}} (keys in map order).
             // Writing into a Vec cannot fail.
             buf.extend_from_slice(b"{\"index\":{\"_id\":");
-            let _ = serde_json::to_writer(&mut *buf, &n.id);
+            let _ = serde_json::to_writer(&mut *buf, n.id.as_str());
             buf.extend_from_slice(b",\"_index\":");
-            let _ = serde_json::to_writer(&mut *buf, &n.index);
+            let _ = serde_json::to_writer(&mut *buf, &*n.index);
             buf.extend_from_slice(b"}}\n");
             let source_at = buf.len();
             n.source.write_to(&mut buf);
@@ -86,7 +105,7 @@ impl Doc {
                 let _ = write!(&mut *buf, "{offset}}}}}");
             }
             buf.push(b'\n');
-            let body = Bytes::copy_from_slice(&buf);
+            let body = body_from_block(&buf);
             if buf.capacity() > ENCODE_BUF_KEEP {
                 *buf = Vec::with_capacity(ENCODE_BUF_KEEP);
             }
@@ -223,7 +242,7 @@ mod tests {
         let source = json!({"b": [1, 2.5, "x\"y"], "a": {"nested": null}, "é": "ü\n"});
         let n = Normalized {
             index: "f4a-\"odd\"\\name".into(),
-            id: "0123456789abcdef0123456789abcdef".into(),
+            id: crate::normalizer::document_id(&origin(), 1, None),
             source: Source::Tree(source.as_object().unwrap().clone()),
             provenance_offset: None,
             timestamp_fallback: false,
@@ -231,7 +250,7 @@ mod tests {
         };
         let doc = Doc::encode(n.clone(), origin(), 7, None, false, AckToken::detached());
         // The bytes a serde_json Value of the action line would give.
-        let action = json!({"index": {"_index": n.index, "_id": n.id}});
+        let action = json!({"index": {"_index": &*n.index, "_id": n.id.as_str()}});
         let expected = format!("{action}\n{source}\n");
         assert_eq!(std::str::from_utf8(&doc.body).unwrap(), expected);
         assert_eq!(doc.source(), source.to_string().as_bytes());

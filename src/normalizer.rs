@@ -20,6 +20,7 @@
 //! field, an `@timestamp` that is not the chosen one) takes the tree path.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
@@ -63,8 +64,9 @@ impl ObjectContext {
 /// A document ready to be encoded into a bulk request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Normalized<'a> {
-    pub index: String,
-    pub id: String,
+    /// Shared: every document of a day (or hour) carries the same name.
+    pub index: Arc<str>,
+    pub id: DocId,
     /// The document; without the provenance fields when `provenance_offset` is set.
     pub source: Source<'a>,
     /// The record uses none of the provenance roots (`event`, `log`, `aws`), the common case: the
@@ -81,11 +83,11 @@ pub struct Normalized<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source<'a> {
     Tree(Map<String, Value>),
-    /// A raw record's text with `@timestamp` (RFC 3339 text, unquoted) written into it: over the
-    /// bytes `replace` if given (the record's own `@timestamp` value), else as a new last member.
+    /// A raw record's text with `@timestamp` written into it: over the bytes `replace` if given
+    /// (the record's own `@timestamp` value), else as a new last member.
     Raw {
         text: &'a str,
-        timestamp: String,
+        timestamp: DateTime<Utc>,
         replace: Option<(usize, usize)>,
     },
 }
@@ -106,7 +108,7 @@ impl Source<'_> {
                 Some((start, end)) => {
                     buf.extend_from_slice(&text.as_bytes()[..start]);
                     buf.push(b'"');
-                    buf.extend_from_slice(timestamp.as_bytes());
+                    write_rfc3339_millis(*timestamp, buf);
                     buf.push(b'"');
                     buf.extend_from_slice(&text.as_bytes()[end..]);
                 }
@@ -114,7 +116,7 @@ impl Source<'_> {
                     // `{…}` → `{…,"@timestamp":"…"}` (the record has members: see normalize_raw).
                     buf.extend_from_slice(&text.as_bytes()[..text.len().saturating_sub(1)]);
                     buf.extend_from_slice(b",\"@timestamp\":\"");
-                    buf.extend_from_slice(timestamp.as_bytes());
+                    write_rfc3339_millis(*timestamp, buf);
                     buf.extend_from_slice(b"\"}");
                 }
             },
@@ -154,7 +156,7 @@ pub struct Normalizer {
 
 thread_local! {
     /// Last index name rendered on this thread: (pattern, UTC day, name).
-    static INDEX_CACHE: RefCell<Option<(String, i64, String)>> = const { RefCell::new(None) };
+    static INDEX_CACHE: RefCell<Option<(String, i64, Arc<str>)>> = const { RefCell::new(None) };
 }
 
 impl Normalizer {
@@ -201,8 +203,7 @@ impl Normalizer {
                 let mut timestamp_invalid = false;
                 let mut chosen = None;
                 for &(_, member) in &plan.candidates {
-                    let value = serde_json::from_str::<Value>(rec.members[member].1).ok();
-                    match value.as_ref().and_then(parse_timestamp) {
+                    match parse_raw_timestamp(rec.members[member].1) {
                         Some(t) => {
                             chosen = Some((t, member));
                             break;
@@ -223,7 +224,7 @@ impl Normalizer {
                     id: document_id(obj, rec.offset, None),
                     source: Source::Raw {
                         text: rec.text,
-                        timestamp: rfc3339_millis(ts),
+                        timestamp: ts,
                         replace,
                     },
                     provenance_offset: Some(rec.offset),
@@ -330,9 +331,9 @@ impl Normalizer {
 
     /// `ES_INDEX` rendered with `ts`; a date-only pattern is rendered once per UTC day and thread
     /// (strftime formatting costs more than everything else the normalizer does to a record).
-    fn index_name(&self, ts: DateTime<Utc>) -> String {
+    fn index_name(&self, ts: DateTime<Utc>) -> Arc<str> {
         if !self.index_daily {
-            return self.index.render(ts);
+            return self.index.render(ts).into();
         }
         let day = ts.timestamp().div_euclid(86_400);
         INDEX_CACHE.with(|cache| {
@@ -342,7 +343,7 @@ impl Normalizer {
                     return name.clone();
                 }
             }
-            let name = self.index.render(ts);
+            let name: Arc<str> = self.index.render(ts).into();
             *cache = Some((self.index.as_str().to_string(), day, name.clone()));
             name
         })
@@ -374,7 +375,7 @@ impl Normalizer {
             f4a.insert("target_index".into(), Value::String(index.to_string()));
         }
         Normalized {
-            index: self.dead_letter_index.clone(),
+            index: self.dead_letter_index.as_str().into(),
             id: document_id(d.obj, d.offset, d.sub),
             source: Source::Tree(fields),
             provenance_offset: None,
@@ -470,38 +471,76 @@ fn date_only(pattern: &str) -> bool {
     true
 }
 
+/// A document `_id`: 32 lowercase hex digits, held inline (no allocation per document).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct DocId([u8; 32]);
+
+impl DocId {
+    pub fn as_str(&self) -> &str {
+        // Only ever hex digits (see document_id).
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for DocId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for DocId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for DocId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// 128-bit xxh3 of the record's coordinates, hex: stable across runs, versions and machines.
-pub fn document_id(obj: &ObjectContext, offset: u64, sub: Option<u32>) -> String {
-    let mut key = Vec::with_capacity(obj.bucket.len() + obj.key.len() + obj.version.len() + 24);
+pub fn document_id(obj: &ObjectContext, offset: u64, sub: Option<u32>) -> DocId {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     for part in [
         obj.bucket.as_bytes(),
         obj.key.as_bytes(),
         obj.version.as_bytes(),
     ] {
-        key.extend_from_slice(part);
-        key.push(0);
+        hasher.update(part);
+        hasher.update(&[0]);
     }
-    key.extend_from_slice(&offset.to_le_bytes());
+    hasher.update(&offset.to_le_bytes());
     if let Some(sub) = sub {
-        key.extend_from_slice(&sub.to_le_bytes());
+        hasher.update(&sub.to_le_bytes());
     }
-    let hash = xxhash_rust::xxh3::xxh3_128(&key);
+    let hash = hasher.digest128();
     // Hand-rolled hex: `format!` costs more than the hash itself.
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let id: Vec<u8> = (0..32)
-        .rev()
-        .map(|i| HEX[((hash >> (i * 4)) & 0xf) as usize])
-        .collect();
-    String::from_utf8(id).unwrap_or_default()
+    let mut id = [0u8; 32];
+    for (i, digit) in id.iter_mut().enumerate() {
+        *digit = HEX[((hash >> ((31 - i) * 4)) & 0xf) as usize];
+    }
+    DocId(id)
 }
 
 /// `2026-11-24T10:00:00.123Z`: RFC 3339, UTC, milliseconds. Written by hand for the years
 /// 0–9999 (chrono's general formatter is a large share of the normalizer's cost per record).
 pub fn rfc3339_millis(ts: DateTime<Utc>) -> String {
+    let mut out = Vec::with_capacity(24);
+    write_rfc3339_millis(ts, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// [`rfc3339_millis`] appended to `buf`.
+pub fn write_rfc3339_millis(ts: DateTime<Utc>, buf: &mut Vec<u8>) {
     use chrono::{Datelike, Timelike};
     let year = ts.year();
     if !(0..=9999).contains(&year) {
-        return ts.to_rfc3339_opts(SecondsFormat::Millis, true);
+        buf.extend_from_slice(ts.to_rfc3339_opts(SecondsFormat::Millis, true).as_bytes());
+        return;
     }
     let millis = ts.timestamp_subsec_millis().min(999);
     let mut out = [0u8; 24];
@@ -528,7 +567,7 @@ pub fn rfc3339_millis(ts: DateTime<Utc>) -> String {
     ] {
         out[at] = c;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    buf.extend_from_slice(&out);
 }
 
 /// Top-level key first, then a dotted path through nested objects.
@@ -616,42 +655,56 @@ fn expand_owned_dotted_keys(fields: &mut Map<String, Value>) {
 pub fn parse_timestamp(v: &Value) -> Option<DateTime<Utc>> {
     match v {
         Value::Number(n) => n.as_f64().and_then(from_epoch),
-        Value::String(s) => {
-            let s = s.trim();
-            if s.is_empty() {
-                return None;
-            }
-            if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-                return Some(t.to_utc());
-            }
-            for f in [
-                "%Y-%m-%dT%H:%M:%S%.f%z",
-                "%Y-%m-%d %H:%M:%S%.f%:z",
-                "%Y-%m-%d %H:%M:%S%.f%z",
-            ] {
-                if let Ok(t) = DateTime::parse_from_str(s, f) {
-                    return Some(t.to_utc());
-                }
-            }
-            let naive = s.strip_suffix('Z').unwrap_or(s);
-            for f in [
-                "%Y-%m-%dT%H:%M:%S%.f",
-                "%Y-%m-%d %H:%M:%S%.f",
-                "%Y-%m-%dT%H:%M",
-            ] {
-                if let Ok(t) = NaiveDateTime::parse_from_str(naive, f) {
-                    return Some(t.and_utc());
-                }
-            }
-            if s.bytes()
-                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
-            {
-                return s.parse::<f64>().ok().and_then(from_epoch);
-            }
-            None
-        }
+        Value::String(s) => parse_timestamp_text(s),
         _ => None,
     }
+}
+
+/// [`parse_timestamp`] of a value's JSON text, without building a `Value` for the usual cases.
+fn parse_raw_timestamp(raw: &str) -> Option<DateTime<Utc>> {
+    match raw.as_bytes().first() {
+        Some(b'"') if !raw.contains('\\') => parse_timestamp_text(&raw[1..raw.len() - 1]),
+        Some(b'-' | b'0'..=b'9') => raw.parse::<f64>().ok().and_then(from_epoch),
+        _ => serde_json::from_str::<Value>(raw)
+            .ok()
+            .as_ref()
+            .and_then(parse_timestamp),
+    }
+}
+
+fn parse_timestamp_text(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.to_utc());
+    }
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%d %H:%M:%S%.f%z",
+    ] {
+        if let Ok(t) = DateTime::parse_from_str(s, f) {
+            return Some(t.to_utc());
+        }
+    }
+    let naive = s.strip_suffix('Z').unwrap_or(s);
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(naive, f) {
+            return Some(t.and_utc());
+        }
+    }
+    if s.bytes()
+        .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+    {
+        return s.parse::<f64>().ok().and_then(from_epoch);
+    }
+    None
 }
 
 fn from_epoch(x: f64) -> Option<DateTime<Utc>> {
@@ -774,13 +827,13 @@ mod tests {
             key.extend_from_slice(&3u32.to_le_bytes());
             xxhash_rust::xxh3::xxh3_128(&key)
         };
-        assert_eq!(id, format!("{hash:032x}"));
+        assert_eq!(id.as_str(), format!("{hash:032x}"));
     }
 
     #[test]
     fn adds_provenance_timestamp_index_and_stable_id() {
         let n = norm().normalize(rec(json!({"ts": 1764000000123u64, "v": 1})), &ctx());
-        assert_eq!(n.index, "f4a-2025.11.24");
+        assert_eq!(&*n.index, "f4a-2025.11.24");
         assert_eq!(n.document(&ctx())["@timestamp"], "2025-11-24T16:00:00.123Z");
         assert_eq!(n.document(&ctx())["ts"], 1764000000123u64);
         assert_eq!(
@@ -807,7 +860,7 @@ mod tests {
         let n = norm().normalize(rec(json!({"x": 1})), &ctx());
         assert!(n.timestamp_fallback);
         assert_eq!(n.document(&ctx())["@timestamp"], "2026-11-20T08:00:00.000Z");
-        assert_eq!(n.index, "f4a-2026.11.20");
+        assert_eq!(&*n.index, "f4a-2026.11.20");
     }
 
     #[test]
@@ -899,9 +952,9 @@ mod tests {
             ("1969-12-31T23:59:59Z", "d-1969.12.31", "h-1969.12.31.23"),
             ("2026-11-25T13:00:00Z", "d-2026.11.25", "h-2026.11.25.13"),
         ] {
-            assert_eq!(daily.index_name(ts(t)), d);
-            assert_eq!(hourly.index_name(ts(t)), h);
-            assert_eq!(norm().index_name(ts(t)), norm().index.render(ts(t)));
+            assert_eq!(&*daily.index_name(ts(t)), d);
+            assert_eq!(&*hourly.index_name(ts(t)), h);
+            assert_eq!(*norm().index_name(ts(t)), norm().index.render(ts(t)));
         }
     }
 
@@ -913,7 +966,7 @@ mod tests {
             raw: "{\"a\":".into(),
         };
         let n = norm().undecodable(&d, &ctx());
-        assert_eq!(n.index, "f4a-dead-letter");
+        assert_eq!(&*n.index, "f4a-dead-letter");
         assert_eq!(n.document(&ctx())["event"]["original"], "{\"a\":");
         assert_eq!(n.document(&ctx())["error"]["message"], "invalid JSON");
         assert_eq!(n.document(&ctx())["f4a"]["stage"], "decode");
@@ -984,6 +1037,11 @@ mod tests {
                 r#"{"ts":"nope","time":"also not","eventTime":"2026-01-02 03:04:05"}"#,
             ),
             (norm(), r#"{"nothing":"to see"}"#),
+            (
+                norm(),
+                r#"{"@timestamp":"2026\u002d11\u002d24T10:00:00Z","x":"\n"}"#,
+            ),
+            (norm(), r#"{"ts":"1764000000.5"}"#),
             (
                 norm(),
                 r#" { "spaced" : { "a" : 1 } , "@timestamp" : 1764000000 } "#,
