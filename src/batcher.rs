@@ -14,6 +14,8 @@ use std::time::Duration;
 use std::cell::RefCell;
 use std::io::Write as _;
 
+use bytes::BufMut;
+
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
@@ -23,31 +25,15 @@ use crate::acknowledger::AckToken;
 use crate::bulk_sink::BulkSink;
 use crate::normalizer::{Normalized, ObjectContext};
 
-/// Capacity of the per-thread encoding buffer that is kept between documents (a larger one, left
-/// by an unusually big record, is given back).
-const ENCODE_BUF_KEEP: usize = 64 * 1024;
-/// Documents' bodies are cut from shared blocks of this size: one allocation for a hundred small
-/// documents instead of one each (the block is freed when its last document is settled).
+/// Documents are encoded straight into shared blocks of this size and cut from them: one
+/// allocation for a hundred small documents instead of one each, and no copy (a block is freed
+/// when its last document is settled).
 const BODY_BLOCK: usize = 64 * 1024;
+/// Room a document needs in the block before encoding starts; a larger one grows the block.
+const BODY_ROOM: usize = 4 * 1024;
 
 thread_local! {
-    static ENCODE_BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(4096));
     static BODY_BLOCKS: RefCell<BytesMut> = RefCell::new(BytesMut::new());
-}
-
-/// `bytes` as a `Bytes` cut from this thread's current body block.
-fn body_from_block(bytes: &[u8]) -> Bytes {
-    if bytes.len() > BODY_BLOCK / 4 {
-        return Bytes::copy_from_slice(bytes);
-    }
-    BODY_BLOCKS.with(|block| {
-        let mut block = block.borrow_mut();
-        if block.capacity() - block.len() < bytes.len() {
-            *block = BytesMut::with_capacity(BODY_BLOCK);
-        }
-        block.extend_from_slice(bytes);
-        block.split().freeze()
-    })
 }
 
 /// Documents a reader gathers before handing them to the batcher (also bounded by [`CHUNK_BYTES`]).
@@ -81,33 +67,36 @@ impl Doc {
         dead_letter: bool,
         ack: AckToken,
     ) -> Doc {
-        // Both lines are written into one buffer kept per thread, then copied once into a body
-        // of exactly their size: no Value for the action line, no regrowing per document.
-        let (body, source_at) = ENCODE_BUF.with(|buf| {
-            let mut buf = buf.borrow_mut();
-            buf.clear();
+        // Both lines are written once, into this thread's body block: no Value for the action
+        // line, no buffer per document.
+        let (body, source_at) = BODY_BLOCKS.with(|block| {
+            let mut buf = block.borrow_mut();
+            if buf.capacity() - buf.len() < BODY_ROOM {
+                *buf = BytesMut::with_capacity(BODY_BLOCK);
+            }
             // Same bytes as serializing {"index":{"_id":…,"_index":…}} (keys in map order).
-            // Writing into a Vec cannot fail.
-            buf.extend_from_slice(b"{\"index\":{\"_id\":");
-            let _ = serde_json::to_writer(&mut *buf, n.id.as_str());
-            buf.extend_from_slice(b",\"_index\":");
-            let _ = serde_json::to_writer(&mut *buf, &*n.index);
+            buf.extend_from_slice(b"{\"index\":{\"_id\":\"");
+            buf.extend_from_slice(n.id.as_bytes());
+            buf.extend_from_slice(b"\",\"_index\":");
+            write_json_str(&mut buf, &n.index);
             buf.extend_from_slice(b"}}\n");
             let source_at = buf.len();
-            n.source.write_to(&mut buf);
+            n.source.write_to(&mut *buf);
             if let Some(offset) = n.provenance_offset {
                 // `{…}` becomes `{…,<provenance>offset}}`: the object's provenance, rendered once.
-                buf.pop();
+                let len = buf.len();
+                buf.truncate(len - 1);
                 if !n.source.is_empty() {
-                    buf.push(b',');
+                    buf.extend_from_slice(b",");
                 }
                 buf.extend_from_slice(origin.provenance_json().as_bytes());
-                let _ = write!(&mut *buf, "{offset}}}}}");
+                let _ = write!((&mut *buf).writer(), "{offset}}}}}");
             }
-            buf.push(b'\n');
-            let body = body_from_block(&buf);
-            if buf.capacity() > ENCODE_BUF_KEEP {
-                *buf = Vec::with_capacity(ENCODE_BUF_KEEP);
+            buf.extend_from_slice(b"\n");
+            let body = buf.split().freeze();
+            if buf.capacity() > BODY_BLOCK {
+                // What is left of a block an unusually big document grew: not kept.
+                *buf = BytesMut::new();
             }
             (body, source_at)
         });
@@ -128,6 +117,18 @@ impl Doc {
     pub fn source(&self) -> &[u8] {
         let end = self.body.len().saturating_sub(1);
         &self.body[self.source_at.min(end)..end]
+    }
+}
+
+/// `s` as a JSON string; index names rarely need escaping, so they are usually copied as is.
+fn write_json_str(buf: &mut BytesMut, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        buf.extend_from_slice(b"\"");
+        buf.extend_from_slice(s.as_bytes());
+        buf.extend_from_slice(b"\"");
+    } else {
+        // Writing into memory cannot fail.
+        let _ = serde_json::to_writer(buf.writer(), s);
     }
 }
 
@@ -265,7 +266,7 @@ mod tests {
         };
         let doc2 = Doc::encode(n2, origin(), 8, None, false, AckToken::detached());
         assert_eq!(doc2.source().len(), big.to_string().len());
-        ENCODE_BUF.with(|b| assert!(b.borrow().capacity() <= ENCODE_BUF_KEEP));
+        BODY_BLOCKS.with(|b| assert!(b.borrow().capacity() <= BODY_BLOCK));
         let doc3 = Doc::encode(n.clone(), origin(), 9, None, false, AckToken::detached());
         assert_eq!(doc3.body, doc.body);
 

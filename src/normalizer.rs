@@ -22,6 +22,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
+use bytes::BufMut;
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
@@ -94,11 +95,11 @@ pub enum Source<'a> {
 
 impl Source<'_> {
     /// Writes the document as one line of JSON.
-    pub fn write_to(&self, buf: &mut Vec<u8>) {
+    pub fn write_to(&self, buf: &mut impl BufMut) {
         match self {
-            // Writing into a Vec cannot fail.
+            // Writing into memory cannot fail.
             Source::Tree(map) => {
-                let _ = serde_json::to_writer(&mut *buf, map);
+                let _ = serde_json::to_writer(buf.writer(), map);
             }
             Source::Raw {
                 text,
@@ -106,18 +107,18 @@ impl Source<'_> {
                 replace,
             } => match *replace {
                 Some((start, end)) => {
-                    buf.extend_from_slice(&text.as_bytes()[..start]);
-                    buf.push(b'"');
+                    buf.put_slice(&text.as_bytes()[..start]);
+                    buf.put_u8(b'"');
                     write_rfc3339_millis(*timestamp, buf);
-                    buf.push(b'"');
-                    buf.extend_from_slice(&text.as_bytes()[end..]);
+                    buf.put_u8(b'"');
+                    buf.put_slice(&text.as_bytes()[end..]);
                 }
                 None => {
                     // `{…}` → `{…,"@timestamp":"…"}` (the record has members: see normalize_raw).
-                    buf.extend_from_slice(&text.as_bytes()[..text.len().saturating_sub(1)]);
-                    buf.extend_from_slice(b",\"@timestamp\":\"");
+                    buf.put_slice(&text.as_bytes()[..text.len().saturating_sub(1)]);
+                    buf.put_slice(b",\"@timestamp\":\"");
                     write_rfc3339_millis(*timestamp, buf);
-                    buf.extend_from_slice(b"\"}");
+                    buf.put_slice(b"\"}");
                 }
             },
         }
@@ -154,9 +155,12 @@ pub struct Normalizer {
     timestamp_roots: Vec<String>,
 }
 
+/// Index names kept per thread by [`Normalizer::index_name`].
+const INDEX_CACHE_DAYS: usize = 4;
+
 thread_local! {
-    /// Last index name rendered on this thread: (pattern, UTC day, name).
-    static INDEX_CACHE: RefCell<Option<(String, i64, Arc<str>)>> = const { RefCell::new(None) };
+    /// Index names last rendered on this thread: (pattern, UTC day, name).
+    static INDEX_CACHE: RefCell<Vec<(String, i64, Arc<str>)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Normalizer {
@@ -338,13 +342,18 @@ impl Normalizer {
         let day = ts.timestamp().div_euclid(86_400);
         INDEX_CACHE.with(|cache| {
             let mut cache = cache.borrow_mut();
-            if let Some((pattern, d, name)) = cache.as_ref() {
-                if *d == day && pattern == self.index.as_str() {
-                    return name.clone();
-                }
+            if let Some((_, _, name)) = cache
+                .iter()
+                .find(|(pattern, d, _)| *d == day && pattern == self.index.as_str())
+            {
+                return name.clone();
             }
             let name: Arc<str> = self.index.render(ts).into();
-            *cache = Some((self.index.as_str().to_string(), day, name.clone()));
+            // A few days at once (late records, objects spanning midnight) stay cached.
+            if cache.len() >= INDEX_CACHE_DAYS {
+                cache.remove(0);
+            }
+            cache.push((self.index.as_str().to_string(), day, name.clone()));
             name
         })
     }
@@ -535,11 +544,11 @@ pub fn rfc3339_millis(ts: DateTime<Utc>) -> String {
 }
 
 /// [`rfc3339_millis`] appended to `buf`.
-pub fn write_rfc3339_millis(ts: DateTime<Utc>, buf: &mut Vec<u8>) {
+pub fn write_rfc3339_millis(ts: DateTime<Utc>, buf: &mut impl BufMut) {
     use chrono::{Datelike, Timelike};
     let year = ts.year();
     if !(0..=9999).contains(&year) {
-        buf.extend_from_slice(ts.to_rfc3339_opts(SecondsFormat::Millis, true).as_bytes());
+        buf.put_slice(ts.to_rfc3339_opts(SecondsFormat::Millis, true).as_bytes());
         return;
     }
     let millis = ts.timestamp_subsec_millis().min(999);
@@ -567,7 +576,7 @@ pub fn write_rfc3339_millis(ts: DateTime<Utc>, buf: &mut Vec<u8>) {
     ] {
         out[at] = c;
     }
-    buf.extend_from_slice(&out);
+    buf.put_slice(&out);
 }
 
 /// Top-level key first, then a dotted path through nested objects.
