@@ -18,13 +18,12 @@
 //! bracket-tracking layouts a truncated record followed by a newline and `{` (impossible in valid
 //! JSON) ends there, so one broken line of NDJSON costs one record, not the rest of the object.
 
-use std::borrow::Cow;
 use std::convert::Infallible;
 use std::fmt;
 use std::io::{self, Read};
 
 use chrono::{DateTime, Utc};
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -417,25 +416,44 @@ impl Item<'_> {
     }
 }
 
-/// One JSON object on one line with distinct keys, left as its text.
+/// One JSON object on one line with distinct keys and no escapes in them, left as its text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawRecord<'a> {
     /// Byte offset of the frame in the decompressed object.
     pub offset: u64,
     /// The object, `{` to `}`, with no newline in it (so it is a valid bulk source line as is).
     pub text: &'a str,
-    /// Its members in order: the key unescaped, the value as its JSON text (a slice of `text`).
-    pub members: Vec<(Cow<'a, str>, &'a str)>,
+    /// Where its members are in `text`, in order (held by the [`Decoder`], reused per record).
+    pub members: &'a [Member],
 }
 
-impl RawRecord<'_> {
+/// One member of a [`RawRecord`]: byte ranges in its text of the key (without quotes) and of
+/// the value's JSON.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Member {
+    pub key: (usize, usize),
+    pub value: (usize, usize),
+}
+
+impl<'a> RawRecord<'a> {
+    pub fn key(&self, m: &Member) -> &'a str {
+        self.text.get(m.key.0..m.key.1).unwrap_or_default()
+    }
+
+    pub fn value(&self, m: &Member) -> &'a str {
+        self.text.get(m.value.0..m.value.1).unwrap_or_default()
+    }
+
     /// The record as a tree, as the tree path would have decoded it. A value the tree cannot hold
     /// (a number beyond f64, say) is an error; the fast path passes such values to the cluster as
     /// written.
     pub fn to_record(&self) -> Result<Record, serde_json::Error> {
         let mut fields = Map::new();
-        for (k, v) in &self.members {
-            fields.insert(k.to_string(), serde_json::from_str(v)?);
+        for m in self.members {
+            fields.insert(
+                self.key(m).to_string(),
+                serde_json::from_str(self.value(m))?,
+            );
         }
         Ok(Record {
             offset: self.offset,
@@ -443,12 +461,6 @@ impl RawRecord<'_> {
             fields,
             timestamp: None,
         })
-    }
-
-    /// Where `value` (one of `members`' values) starts and ends in `text`.
-    pub fn span(&self, value: &str) -> (usize, usize) {
-        let start = (value.as_ptr() as usize).saturating_sub(self.text.as_ptr() as usize);
-        (start, start + value.len())
     }
 }
 
@@ -485,6 +497,7 @@ pub struct Decoder {
     shapes: [u64; SHAPES],
     next_shape: usize,
     key_hashes: Vec<u64>,
+    members: Vec<Member>,
 }
 
 impl Decoder {
@@ -494,14 +507,15 @@ impl Decoder {
             shapes: [0; SHAPES],
             next_shape: 0,
             key_hashes: Vec::new(),
+            members: Vec::new(),
         }
     }
 
     /// Decodes one frame, handing each item to `emit` (which may stop the frame with an error).
-    pub fn decode<'a, E>(
+    pub fn decode<E>(
         &mut self,
-        frame: &Frame<'a>,
-        mut emit: impl FnMut(Item<'a>) -> Result<(), E>,
+        frame: &Frame<'_>,
+        mut emit: impl FnMut(Item<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         if let Some(raw) = self.raw(frame) {
             return emit(Item::Raw(raw));
@@ -513,7 +527,7 @@ impl Decoder {
 
     /// The fast path, if the frame is a one-line JSON object with distinct keys and not a
     /// CloudWatch Logs message; `None` sends it down the tree path (which also reports errors).
-    fn raw<'a>(&mut self, frame: &Frame<'a>) -> Option<RawRecord<'a>> {
+    fn raw<'a>(&'a mut self, frame: &Frame<'a>) -> Option<RawRecord<'a>> {
         if frame.len > frame.data.len() as u64 {
             return None;
         }
@@ -530,90 +544,124 @@ impl Decoder {
             return None;
         }
         let text = std::str::from_utf8(data).ok()?;
-        let Members(members) = serde_json::from_str(text).ok()?;
-        if members
-            .iter()
-            .any(|(k, v)| k == "messageType" || beyond_u64_or_f64(v.as_bytes()))
-        {
+        self.members.clear();
+        let mut de = serde_json::Deserializer::from_str(text);
+        let seed = MembersSeed {
+            base: text.as_ptr() as usize,
+            out: &mut self.members,
+        };
+        if !seed.deserialize(&mut de).ok()? || de.end().is_err() {
             return None;
         }
-        self.distinct_keys(&members).then_some(RawRecord {
+        let rec = RawRecord {
             offset: frame.offset,
             text,
-            members,
-        })
-    }
-
-    /// True when no key repeats. A hash collision counts as a repeat: the tree path then decides
-    /// (last value wins, as in any JSON parser that builds a map).
-    fn distinct_keys(&mut self, members: &[(Cow<'_, str>, &str)]) -> bool {
-        self.key_hashes.clear();
-        let mut shape: u64 = members.len() as u64;
-        for (k, _) in members {
-            let h = xxhash_rust::xxh3::xxh3_64(k.as_bytes());
-            shape = (shape.rotate_left(17) ^ h).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            self.key_hashes.push(h);
+            members: &self.members,
+        };
+        // Lengths first: this runs for every member of every record.
+        if rec.members.iter().any(|m| {
+            (m.key.1 - m.key.0 == "messageType".len() && rec.key(m) == "messageType")
+                || (m.value.1 - m.value.0 >= 20 && beyond_u64(rec.value(m).as_bytes()))
+        }) {
+            return None;
         }
-        if self.shapes.contains(&shape) {
-            return true;
-        }
-        self.key_hashes.sort_unstable();
-        if self.key_hashes.windows(2).any(|w| w[0] == w[1]) {
-            return false;
-        }
-        self.shapes[self.next_shape] = shape;
-        self.next_shape = (self.next_shape + 1) % SHAPES;
-        true
+        let distinct = distinct_keys(
+            &rec,
+            &mut self.key_hashes,
+            &mut self.shapes,
+            &mut self.next_shape,
+        );
+        distinct.then_some(rec)
     }
 }
 
-/// A number the tree path would change: an integer of 20 digits or more (beyond u64, held as
-/// f64) or a three-digit exponent (possibly beyond f64, an error there). Top-level values only:
-/// numbers nested in objects and arrays go to the cluster as written.
-fn beyond_u64_or_f64(v: &[u8]) -> bool {
-    if !matches!(v.first(), Some(b'-' | b'0'..=b'9')) {
+/// True when no key of `rec` repeats. A hash collision counts as a repeat: the tree path then
+/// decides (last value wins, as in any JSON parser that builds a map).
+fn distinct_keys(
+    rec: &RawRecord<'_>,
+    key_hashes: &mut Vec<u64>,
+    shapes: &mut [u64; SHAPES],
+    next_shape: &mut usize,
+) -> bool {
+    key_hashes.clear();
+    let mut shape: u64 = rec.members.len() as u64;
+    for m in rec.members {
+        let h = xxhash_rust::xxh3::xxh3_64(rec.key(m).as_bytes());
+        shape = (shape.rotate_left(17) ^ h).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        key_hashes.push(h);
+    }
+    if shapes.contains(&shape) {
+        return true;
+    }
+    key_hashes.sort_unstable();
+    if key_hashes.windows(2).any(|w| w[0] == w[1]) {
         return false;
     }
-    let negative = v[0] == b'-';
-    let int = &v[usize::from(negative)..];
-    let digits = int.iter().take_while(|b| b.is_ascii_digit()).count();
-    let beyond_u64 = digits > 20
-        || (digits == 20
-            && (negative
-                || std::str::from_utf8(&int[..digits])
-                    .map_or(true, |d| d.parse::<u64>().is_err())));
-    beyond_u64
-        || v.iter()
-            .position(|b| b | 0x20 == b'e')
-            .is_some_and(|e| v[e + 1..].iter().filter(|b| b.is_ascii_digit()).count() >= 3)
+    shapes[*next_shape] = shape;
+    *next_shape = (*next_shape + 1) % SHAPES;
+    true
 }
 
-/// A JSON object's members in order, keys borrowed where they have no escapes.
-struct Members<'a>(Vec<(Cow<'a, str>, &'a str)>);
+/// An integer the tree path would change: 20 digits or more and beyond u64 (held as f64 there).
+/// Top-level values only: numbers nested in objects and arrays, and numbers beyond f64 (which the
+/// tree path refuses), go to the cluster as written and its mapping decides.
+fn beyond_u64(v: &[u8]) -> bool {
+    let negative = v.first() == Some(&b'-');
+    let int = &v[usize::from(negative)..];
+    let digits = int.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0
+        || int
+            .get(digits)
+            .is_some_and(|b| matches!(b, b'.' | b'e' | b'E'))
+    {
+        return false;
+    }
+    digits > 20
+        || (digits == 20
+            && (negative || std::str::from_utf8(int).map_or(true, |d| d.parse::<u64>().is_err())))
+}
 
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Members<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
-                while let Some(Key(k)) = map.next_key()? {
-                    let v: &'de RawValue = map.next_value()?;
-                    members.push((k, v.get()));
-                }
-                Ok(Members(members))
-            }
-        }
-        d.deserialize_map(V)
+/// Locates a JSON object's members (into `out`, as byte ranges from `base`). Yields false when a
+/// key has escapes: such records take the tree path, which unescapes them.
+struct MembersSeed<'s> {
+    base: usize,
+    out: &'s mut Vec<Member>,
+}
+
+impl<'de> DeserializeSeed<'de> for MembersSeed<'_> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_map(self)
     }
 }
 
-/// An object key: borrowed from the input unless it had to be unescaped.
-struct Key<'a>(Cow<'a, str>);
+impl<'de> Visitor<'de> for MembersSeed<'_> {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let at = |s: &str| {
+            let start = (s.as_ptr() as usize).saturating_sub(self.base);
+            (start, start + s.len())
+        };
+        let mut plain_keys = true;
+        while let Some(Key(key)) = map.next_key()? {
+            let value: &'de RawValue = map.next_value()?;
+            match key {
+                Some(key) => self.out.push(Member {
+                    key: at(key),
+                    value: at(value.get()),
+                }),
+                None => plain_keys = false,
+            }
+        }
+        Ok(plain_keys)
+    }
+}
+
+/// An object key borrowed from the input; `None` if it had escapes.
+struct Key<'a>(Option<&'a str>);
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -624,13 +672,10 @@ impl<'de> Deserialize<'de> for Key<'de> {
                 f.write_str("a string")
             }
             fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Borrowed(s)))
+                Ok(Key(Some(s)))
             }
-            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(s.to_owned())))
-            }
-            fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(s)))
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Key(None))
             }
         }
         d.deserialize_str(V)
@@ -1005,9 +1050,10 @@ mod tests {
             ),
             (r#"{"u":18446744073709551616}"#, false),
             (r#"{"i":-12345678901234567890}"#, false),
-            (r#"{"f":1e400}"#, false),
+            (r#"{"f":1e400,"g":12345678901234567890123.5}"#, true),
             (r#"{"a":1,"a":2}"#, false),
             (r#"{"a\u0062":1,"ab":2}"#, false),
+            (r#"{"a\u0062":1}"#, false),
             (r#"{"messageType":"DATA_MESSAGE"}"#, false),
             ("{\"a\":\n1}", false),
             (r#"[{"a":1}]"#, false),

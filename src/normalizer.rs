@@ -90,7 +90,18 @@ pub enum Source<'a> {
         text: &'a str,
         timestamp: DateTime<Utc>,
         replace: Option<(usize, usize)>,
+        /// For a record that uses the provenance roots: those members are written from a tree.
+        owned: Option<Box<OwnedRoots>>,
     },
+}
+
+/// The members of a raw record under `event`, `log` and `aws`, as a tree with the provenance
+/// merged in (the collision rule needs a tree), and where the other members are in the text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnedRoots {
+    /// Byte ranges of the other members (`"key":value`) in the record's text, in order.
+    kept: Vec<(usize, usize)>,
+    tree: Map<String, Value>,
 }
 
 impl Source<'_> {
@@ -105,6 +116,43 @@ impl Source<'_> {
                 text,
                 timestamp,
                 replace,
+                owned: Some(owned),
+            } => {
+                let mut sep = b'{';
+                for &(start, end) in &owned.kept {
+                    buf.put_u8(sep);
+                    sep = b',';
+                    match *replace {
+                        Some((a, b)) if start <= a && b <= end => {
+                            buf.put_slice(&text.as_bytes()[start..a]);
+                            buf.put_u8(b'"');
+                            write_rfc3339_millis(*timestamp, buf);
+                            buf.put_u8(b'"');
+                            buf.put_slice(&text.as_bytes()[b..end]);
+                        }
+                        _ => buf.put_slice(&text.as_bytes()[start..end]),
+                    }
+                }
+                if replace.is_none() {
+                    buf.put_u8(sep);
+                    sep = b',';
+                    buf.put_slice(b"\"@timestamp\":\"");
+                    write_rfc3339_millis(*timestamp, buf);
+                    buf.put_u8(b'"');
+                }
+                for (k, v) in &owned.tree {
+                    buf.put_u8(sep);
+                    let _ = serde_json::to_writer(buf.writer(), k);
+                    buf.put_u8(b':');
+                    let _ = serde_json::to_writer(buf.writer(), v);
+                }
+                buf.put_u8(b'}');
+            }
+            Source::Raw {
+                text,
+                timestamp,
+                replace,
+                owned: None,
             } => match *replace {
                 Some((start, end)) => {
                     buf.put_slice(&text.as_bytes()[..start]);
@@ -153,6 +201,9 @@ pub struct Normalizer {
     notable_first_bytes: [bool; 256],
     /// `m` for a timestamp field `m.t`: a record with a top-level `m` takes the tree path.
     timestamp_roots: Vec<String>,
+    /// A timestamp field lies under `event`, `log` or `aws` (`event.created`): records that use
+    /// those roots take the tree path, which finds the field after merging dotted keys.
+    timestamp_under_owned_roots: bool,
 }
 
 /// Index names kept per thread by [`Normalizer::index_name`].
@@ -187,6 +238,9 @@ impl Normalizer {
             index_daily: date_only(index.as_str()),
             index,
             dead_letter_index,
+            timestamp_under_owned_roots: timestamp_roots
+                .iter()
+                .any(|r| OWNED_ROOTS.contains(&r.as_str())),
             timestamp_fields,
             notable_first_bytes,
             timestamp_roots,
@@ -207,7 +261,7 @@ impl Normalizer {
                 let mut timestamp_invalid = false;
                 let mut chosen = None;
                 for &(_, member) in &plan.candidates {
-                    match parse_raw_timestamp(rec.members[member].1) {
+                    match parse_raw_timestamp(rec.value(&rec.members[member])) {
                         Some(t) => {
                             chosen = Some((t, member));
                             break;
@@ -216,22 +270,44 @@ impl Normalizer {
                     }
                 }
                 let replace = match (chosen, plan.at_timestamp) {
-                    (Some((_, m)), Some(at)) if m == at => Some(rec.span(rec.members[at].1)),
+                    (Some((_, m)), Some(at)) if m == at => Some(rec.members[at].value),
                     // `@timestamp` is there but another value wins: the collision rule keeps it
                     // as `@timestamp_original`, which the tree path does.
                     (_, Some(_)) => return self.normalize_tree(&rec, obj),
                     (_, None) => None,
                 };
                 let ts = chosen.map_or(obj.last_modified, |(t, _)| t);
+                let owned = if plan.owned.is_empty() {
+                    None
+                } else {
+                    let mut tree = Map::new();
+                    let mut kept = Vec::with_capacity(rec.members.len());
+                    let mut next = plan.owned.iter().peekable();
+                    for (i, m) in rec.members.iter().enumerate() {
+                        if next.next_if(|&&o| o == i).is_some() {
+                            match serde_json::from_str(rec.value(m)) {
+                                Ok(v) => tree.insert(rec.key(m).to_string(), v),
+                                Err(_) => return self.normalize_tree(&rec, obj),
+                            };
+                        } else {
+                            // `"key"…value`: the key's opening quote is just before it.
+                            kept.push((m.key.0.saturating_sub(1), m.value.1));
+                        }
+                    }
+                    expand_owned_dotted_keys(&mut tree);
+                    add_provenance(&mut tree, obj, rec.offset);
+                    Some(Box::new(OwnedRoots { kept, tree }))
+                };
                 Ok(Normalized {
                     index: self.index_name(ts),
                     id: document_id(obj, rec.offset, None),
+                    provenance_offset: owned.is_none().then_some(rec.offset),
                     source: Source::Raw {
                         text: rec.text,
                         timestamp: ts,
                         replace,
+                        owned,
                     },
-                    provenance_offset: Some(rec.offset),
                     timestamp_fallback: chosen.is_none(),
                     timestamp_invalid,
                 })
@@ -261,14 +337,21 @@ impl Normalizer {
             return None;
         }
         let mut plan = RawPlan::default();
-        for (i, (key, _)) in rec.members.iter().enumerate() {
+        for (i, m) in rec.members.iter().enumerate() {
+            let key = rec.key(m);
             let first = key.as_bytes().first().map_or(0, |&b| usize::from(b));
             if !self.notable_first_bytes[first] {
                 continue;
             }
-            let key = key.as_ref();
             let root = key.split_once('.').map_or(key, |(root, _)| root);
-            if OWNED_ROOTS.contains(&root) || self.timestamp_roots.iter().any(|r| r == key) {
+            if OWNED_ROOTS.contains(&root) {
+                if self.timestamp_under_owned_roots {
+                    return None;
+                }
+                plan.owned.push(i);
+                continue;
+            }
+            if self.timestamp_roots.iter().any(|r| r == key) {
                 return None;
             }
             if key == "@timestamp" {
@@ -408,12 +491,13 @@ impl Normalizer {
     }
 }
 
-/// A raw record's timestamp candidates `(rank in TIMESTAMP_FIELDS, member)`, best first, and
-/// where its own `@timestamp` is.
+/// A raw record's timestamp candidates `(rank in TIMESTAMP_FIELDS, member)`, best first, where
+/// its own `@timestamp` is, and its members under the provenance roots.
 #[derive(Default)]
 struct RawPlan {
     candidates: Vec<(usize, usize)>,
     at_timestamp: Option<usize>,
+    owned: Vec<usize>,
 }
 
 impl Normalized<'_> {
@@ -1005,7 +1089,11 @@ mod tests {
                 let m = n.normalize_raw(r, &ctx());
                 fast = m.ok().map(|m| Normalized {
                     source: Source::Tree(m.source.to_map()),
-                    ..m
+                    index: m.index,
+                    id: m.id,
+                    provenance_offset: m.provenance_offset,
+                    timestamp_fallback: m.timestamp_fallback,
+                    timestamp_invalid: m.timestamp_invalid,
                 });
             }
             Ok::<(), ()>(())
@@ -1038,7 +1126,7 @@ mod tests {
             ),
             (
                 norm(),
-                r#"{"ts":1764000000123,"s":"caf\u00e9 \"q\"","a\u0062":[1,{"x":null}]}"#,
+                r#"{"ts":1764000000123,"s":"caf\u00e9 \"q\"","ab":[1,{"x":null}]}"#,
             ),
             (norm(), r#"{"@timestamp":"not a time","ts":1764000000123}"#),
             (
@@ -1058,6 +1146,23 @@ mod tests {
             (norm(), r#"{"log.level":"info","x":1}"#),
             (norm(), r#"{"event":"login","x":1}"#),
             (norm(), r#"{"aws":{"region":"eu-west-1"},"ts":1}"#),
+            (
+                norm(),
+                r#"{"event":"login","event.action":"x","@timestamp":"2026-01-01T00:00:00Z"}"#,
+            ),
+            (
+                norm(),
+                r#"{"log":{"offset":5},"event.ingested":"x","y":[1,{"z":2}]}"#,
+            ),
+            (
+                norm(),
+                r#"{"aws.s3.bucket.name":"mine","@timestamp":"bad","ts":7}"#,
+            ),
+            (norm(), r#"{"log.level":"warn"}"#),
+            (
+                norm(),
+                r#" { "a" : 1 , "log" : "str" , "@timestamp" : 1764000000 } "#,
+            ),
             (norm(), r#"{}"#),
             (
                 dotted.clone(),
@@ -1121,7 +1226,8 @@ mod tests {
         };
         for (line, ok) in [
             (r#"{"n":[1e999]}"#, true),
-            (r#"{"n":[1e999],"log.x":1}"#, false),
+            (r#"{"n":[1e999],"log.x":1}"#, true),
+            (r#"{"log":{"x":1e999}}"#, false),
         ] {
             let _ = Decoder::new(1 << 20).decode(&frame(line), |item| {
                 let Item::Raw(r) = item else {

@@ -708,7 +708,13 @@ async fn bad_input_corpus_dead_letters_or_redrives_and_keeps_good_records() {
         assert_eq!(d.len(), bad, "{key}: dead-lettered");
         for e in &d {
             assert!(!e["error"]["message"].as_str().unwrap().is_empty());
-            assert_eq!(e["f4a"]["stage"], "decode");
+            // 1e400 is valid JSON: the worker passes it as written and the cluster refuses it.
+            let stage = if key == "bignum.json" {
+                "index"
+            } else {
+                "decode"
+            };
+            assert_eq!(e["f4a"]["stage"], stage, "{key}");
             assert!(e["log"]["offset"].as_u64().unwrap() > 0);
         }
     }
