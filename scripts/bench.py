@@ -3,7 +3,7 @@
 
     scripts/bench.py --worker target-release/release/f4a-indexer --pipeline-bench PATH [--only a,b]
 
-Phases (each can be picked with --only): pipeline, e2e, memory, idle, startup, chart.
+Phases (each can be picked with --only): pipeline, e2e, memory, idle, startup, image, chart.
 Sizes come from the environment (defaults = full run; BENCH_QUICK=1 = small smoke run):
 
     BENCH_PIPELINE_RECORDS  records in the single-thread file        (200000 | 20000)
@@ -355,6 +355,17 @@ def phase_startup(worker: str, stack: Stack, sink: Sink, res: dict) -> None:
     res["startup"] = {"ms": sorted(times), "median_ms": sorted(times)[len(times) // 2]}
 
 
+def phase_image(worker: str, res: dict) -> None:
+    """scripts/image_size.sh: the runtime stage on a distroless/cc-debian12 replica (podman)."""
+    out = subprocess.run([os.path.join(ROOT, "scripts", "image_size.sh"), worker], capture_output=True, text=True)
+    if out.returncode == 77:
+        log("image: skipped: " + out.stderr.strip().splitlines()[-1])
+        return
+    if out.returncode != 0:
+        raise SystemExit(f"image_size.sh failed: {out.stderr.strip()[-500:]}")
+    res["image"] = json.loads(out.stdout)
+
+
 def phase_chart(worker: str, stack: Stack, sink: Sink, res: dict, stamp: str) -> None:
     rate, bursts, every = SIZES["chart_rate"], SIZES["chart_bursts"], SIZES["chart_every"]
     per_obj, objs = SIZES["chart_records"], SIZES["chart_objects"]
@@ -471,6 +482,11 @@ def table(res: dict) -> str:
     if "binary_bytes" in res:
         mb = res["binary_bytes"] / 1e6
         row("Release binary size", f"{mb:.1f} MB", "< 25 MB", mb < 25)
+    im = res.get("image")
+    if im:
+        mb = im["image_bytes"] / 1e6
+        row("Image size: runtime stage on a distroless/cc-debian12 replica (uncompressed)",
+            f"{mb:.1f} MB (base {im['base_bytes'] / 1e6:.1f} MB)", "< 40 MB", mb < 40)
     s = res.get("startup")
     if s:
         row(f"Startup to first ReceiveMessage (median of {len(s['ms'])})", f"{s['median_ms']:.0f} ms", "< 200 ms",
@@ -504,7 +520,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--worker", required=True, help="release f4a-indexer binary")
     p.add_argument("--pipeline-bench", required=True, help="the benches/pipeline.rs binary")
-    p.add_argument("--only", default="pipeline,e2e,memory,idle,startup,chart")
+    p.add_argument("--only", default="pipeline,e2e,memory,idle,startup,image,chart")
     a = p.parse_args()
     only = set(a.only.split(","))
     os.makedirs(TMP, exist_ok=True)
@@ -532,6 +548,7 @@ def main() -> int:
         phase("memory", phase_memory, a.worker, stack, sink, res)
         phase("idle", phase_idle, a.worker, stack, sink, res)
         phase("startup", phase_startup, a.worker, stack, sink, res)
+        phase("image", phase_image, a.worker, res)
         phase("chart", phase_chart, a.worker, stack, sink, res, stamp)
     finally:
         if sink:

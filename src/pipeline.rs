@@ -51,8 +51,15 @@ pub(crate) struct Ctx {
 }
 
 /// AWS clients from the standard chain; `AWS_ENDPOINT_URL` (LocalStack) switches S3 to path style.
+/// HTTPS is rustls on ring, the crypto the Elasticsearch client already links.
 pub async fn aws_clients(cfg: &Config) -> (aws_sdk_sqs::Client, aws_sdk_s3::Client) {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    use aws_smithy_http_client::tls;
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https);
     if let Some(region) = &cfg.aws_region {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }
