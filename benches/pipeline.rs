@@ -9,8 +9,8 @@
 //!
 //! - `baseline`: flate2 gunzip + `serde_json` parse of each line into a `Value` + re-serialize
 //!   into a bulk body (`{"index":{}}` action line, source line), body cleared every 5 MiB.
-//! - `pipeline`: what `pipeline::read_records` does per object, with the sink replaced by a
-//!   counter: `object_reader::decompress` → `Framer` → `decode_frame` → `Normalizer::normalize`
+//! - `pipeline`: what `records::Reader::read` does per object, with the sink replaced by a
+//!   counter: `object_reader::decompress` → `Framer` → `Decoder::decode` → `Normalizer::normalize_raw`
 //!   → `Doc::encode`, docs gathered into batches of `BULK_MAX_DOCS` and concatenated into one
 //!   body as the bulk sink does, each document's ack token resolved.
 //! - `stages`: the same path cut after each stage (cumulative), to see where the time goes.

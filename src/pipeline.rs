@@ -3,7 +3,7 @@
 //! ```text
 //! receive loop ──(≤ MAX_IN_FLIGHT_MESSAGES tasks)──► process_message
 //!    notification::parse → for each object: object_reader::open → [blocking thread:
-//!    decompress → decoder::Framer → decode_frame → Normalizer → Doc] ──bounded channel──►
+//!    decompress → decoder::Framer → Decoder → Normalizer → Doc] ──bounded channel──►
 //!    batcher ──(≤ BULK_CONCURRENCY)──► bulk_sink (rate limiter → _bulk → retry / dead-letter)
 //!    every Doc carries an AckToken; process_message waits for its AckGroup, then deletes
 //!    the message (acknowledger), or releases it for a later retry.
