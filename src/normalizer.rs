@@ -201,8 +201,8 @@ pub struct Normalizer {
     notable_first_bytes: [bool; 256],
     /// `m` for a timestamp field `m.t`: a record with a top-level `m` takes the tree path.
     timestamp_roots: Vec<String>,
-    /// A timestamp field lies under `event`, `log` or `aws` (`event.created`): records that use
-    /// those roots take the tree path, which finds the field after merging dotted keys.
+    /// A timestamp field is or lies under `event`, `log` or `aws` (`event.created`): records that
+    /// use those roots take the tree path, which finds the field after merging dotted keys.
     timestamp_under_owned_roots: bool,
 }
 
@@ -238,9 +238,9 @@ impl Normalizer {
             index_daily: date_only(index.as_str()),
             index,
             dead_letter_index,
-            timestamp_under_owned_roots: timestamp_roots
-                .iter()
-                .any(|r| OWNED_ROOTS.contains(&r.as_str())),
+            timestamp_under_owned_roots: timestamp_fields.iter().any(|f| {
+                OWNED_ROOTS.contains(&f.split_once('.').map_or(f.as_str(), |(root, _)| root))
+            }),
             timestamp_fields,
             notable_first_bytes,
             timestamp_roots,
@@ -1119,6 +1119,11 @@ mod tests {
             dotted.dead_letter_index.clone(),
             vec!["m.t".into(), "@timestamp".into(), "ts".into()],
         );
+        let owned_ts = Normalizer::new(
+            norm().index.clone(),
+            "dl".into(),
+            vec!["event.created".into(), "log".into(), "ts".into()],
+        );
         for (n, line) in [
             (
                 norm(),
@@ -1170,6 +1175,15 @@ mod tests {
             ),
             (dotted.clone(), r#"{"m.t":"2026-01-02T03:04:05Z"}"#),
             (dotted, r#"{"@timestamp":"2026-01-02T03:04:05Z","ts":5}"#),
+            (
+                owned_ts.clone(),
+                r#"{"event.created":"2026-01-02T03:04:05Z","x":1}"#,
+            ),
+            (
+                owned_ts.clone(),
+                r#"{"event":{"created":1764000000},"log":5}"#,
+            ),
+            (owned_ts, r#"{"log":1764000000,"ts":5}"#),
         ] {
             let (fast, tree, raw) = both_paths(&n, line);
             assert!(raw, "{line} should decode to a raw record");
