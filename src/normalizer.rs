@@ -122,16 +122,7 @@ impl Source<'_> {
                 for &(start, end) in &owned.kept {
                     buf.put_u8(sep);
                     sep = b',';
-                    match *replace {
-                        Some((a, b)) if start <= a && b <= end => {
-                            buf.put_slice(&text.as_bytes()[start..a]);
-                            buf.put_u8(b'"');
-                            write_rfc3339_millis(*timestamp, buf);
-                            buf.put_u8(b'"');
-                            buf.put_slice(&text.as_bytes()[b..end]);
-                        }
-                        _ => buf.put_slice(&text.as_bytes()[start..end]),
-                    }
+                    put_spliced(buf, text, (start, end), *replace, *timestamp);
                 }
                 if replace.is_none() {
                     buf.put_u8(sep);
@@ -154,13 +145,7 @@ impl Source<'_> {
                 replace,
                 owned: None,
             } => match *replace {
-                Some((start, end)) => {
-                    buf.put_slice(&text.as_bytes()[..start]);
-                    buf.put_u8(b'"');
-                    write_rfc3339_millis(*timestamp, buf);
-                    buf.put_u8(b'"');
-                    buf.put_slice(&text.as_bytes()[end..]);
-                }
+                Some(_) => put_spliced(buf, text, (0, text.len()), *replace, *timestamp),
                 None => {
                     // `{…}` → `{…,"@timestamp":"…"}` (the record has members: see normalize_raw).
                     buf.put_slice(&text.as_bytes()[..text.len().saturating_sub(1)]);
@@ -204,6 +189,27 @@ pub struct Normalizer {
     /// A timestamp field is or lies under `event`, `log` or `aws` (`event.created`): records that
     /// use those roots take the tree path, which finds the field after merging dotted keys.
     timestamp_under_owned_roots: bool,
+}
+
+/// `text[range]`, with `@timestamp`'s value written over the bytes `replace` if they lie in it.
+fn put_spliced(
+    buf: &mut impl BufMut,
+    text: &str,
+    (start, end): (usize, usize),
+    replace: Option<(usize, usize)>,
+    timestamp: DateTime<Utc>,
+) {
+    let text = text.as_bytes();
+    match replace {
+        Some((a, b)) if start <= a && b <= end => {
+            buf.put_slice(&text[start..a]);
+            buf.put_u8(b'"');
+            write_rfc3339_millis(timestamp, buf);
+            buf.put_u8(b'"');
+            buf.put_slice(&text[b..end]);
+        }
+        _ => buf.put_slice(&text[start..end]),
+    }
 }
 
 /// Index names kept per thread by [`Normalizer::index_name`].
