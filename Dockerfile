@@ -23,9 +23,12 @@ RUN cargo install cargo-chef --locked --version "${CARGO_CHEF_VERSION}"
 WORKDIR /app
 
 # Only Cargo.toml/Cargo.lock shape the recipe, so source edits do not invalidate the dependency layer.
+# benches/ is copied because Cargo.toml declares the `pipeline` bench: without its file cargo
+# refuses to read the manifest.
 FROM chef AS planner
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY benches ./benches
 RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
@@ -34,6 +37,7 @@ COPY --from=planner /app/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json --bin f4a-indexer
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY benches ./benches
 RUN cargo build --release --locked --bin f4a-indexer \
     && ./target/release/f4a-indexer --version
 
