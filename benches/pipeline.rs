@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use f4a_indexer::acknowledger::{AckGroup, Delivered};
 use f4a_indexer::batcher::Doc;
 use f4a_indexer::config::Config;
-use f4a_indexer::decoder::{Decoder, Framer, Item};
+use f4a_indexer::decoder::{Decoder, Framer};
 use f4a_indexer::normalizer::{Normalizer, ObjectContext};
 use f4a_indexer::object_reader;
 use flate2::read::MultiGzDecoder;
@@ -141,18 +141,9 @@ fn pipeline(gz: &Arc<[u8]>, normalizer: &Normalizer, max_docs: usize, stage: Sta
                 std::hint::black_box(&item);
                 return Ok::<(), ()>(());
             }
-            let (n, offset, sub) = match item {
-                Item::Raw(rec) => {
-                    let offset = rec.offset;
-                    let n = normalizer.normalize_raw(rec, &meta);
-                    (n.expect("bench input must decode"), offset, None)
-                }
-                Item::Record(rec) => {
-                    let (offset, sub) = (rec.offset, rec.sub);
-                    (normalizer.normalize(rec, &meta), offset, sub)
-                }
-                Item::Dead(d) => panic!("bench input must decode: {}", d.reason),
-            };
+            let (n, offset, sub) = normalizer
+                .normalize_item(item, &meta)
+                .unwrap_or_else(|d| panic!("bench input must decode: {}", d.reason));
             if stage == Stage::Normalize {
                 std::hint::black_box(&n);
                 return Ok(());

@@ -14,9 +14,7 @@ use std::time::Duration;
 use std::cell::RefCell;
 use std::io::Write as _;
 
-use bytes::BufMut;
-
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;

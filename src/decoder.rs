@@ -488,15 +488,11 @@ const MAX_RAW_BRACKETS: usize = 128;
 /// Key layouts remembered by a [`Decoder`]: objects usually repeat one or a few.
 const SHAPES: usize = 8;
 
-/// Decodes frames one at a time. It remembers the key layouts of recent records that were found
-/// free of duplicate keys, so that for the next record with the same layout that check is one
-/// hash comparison.
+/// Decodes frames one at a time, reusing its buffers from record to record.
 #[derive(Debug)]
 pub struct Decoder {
     max_record_bytes: usize,
-    shapes: [u64; SHAPES],
-    next_shape: usize,
-    key_hashes: Vec<u64>,
+    layouts: KeyLayouts,
     members: Vec<Member>,
 }
 
@@ -504,9 +500,7 @@ impl Decoder {
     pub fn new(max_record_bytes: usize) -> Self {
         Decoder {
             max_record_bytes,
-            shapes: [0; SHAPES],
-            next_shape: 0,
-            key_hashes: Vec::new(),
+            layouts: KeyLayouts::default(),
             members: Vec::new(),
         }
     }
@@ -565,41 +559,41 @@ impl Decoder {
         }) {
             return None;
         }
-        let distinct = distinct_keys(
-            &rec,
-            &mut self.key_hashes,
-            &mut self.shapes,
-            &mut self.next_shape,
-        );
-        distinct.then_some(rec)
+        self.layouts.distinct_keys(&rec).then_some(rec)
     }
 }
 
-/// True when no key of `rec` repeats. A hash collision counts as a repeat: the tree path then
-/// decides (last value wins, as in any JSON parser that builds a map).
-fn distinct_keys(
-    rec: &RawRecord<'_>,
-    key_hashes: &mut Vec<u64>,
-    shapes: &mut [u64; SHAPES],
-    next_shape: &mut usize,
-) -> bool {
-    key_hashes.clear();
-    let mut shape: u64 = rec.members.len() as u64;
-    for m in rec.members {
-        let h = xxhash_rust::xxh3::xxh3_64(rec.key(m).as_bytes());
-        shape = (shape.rotate_left(17) ^ h).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        key_hashes.push(h);
+/// The key layouts of recent records that were found free of duplicate keys: for the next record
+/// with the same layout that check is one hash comparison.
+#[derive(Debug, Default)]
+struct KeyLayouts {
+    shapes: [u64; SHAPES],
+    next_shape: usize,
+    key_hashes: Vec<u64>,
+}
+
+impl KeyLayouts {
+    /// True when no key of `rec` repeats. A hash collision counts as a repeat: the tree path then
+    /// decides (last value wins, as in any JSON parser that builds a map).
+    fn distinct_keys(&mut self, rec: &RawRecord<'_>) -> bool {
+        self.key_hashes.clear();
+        let mut shape: u64 = rec.members.len() as u64;
+        for m in rec.members {
+            let h = xxhash_rust::xxh3::xxh3_64(rec.key(m).as_bytes());
+            shape = (shape.rotate_left(17) ^ h).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            self.key_hashes.push(h);
+        }
+        if self.shapes.contains(&shape) {
+            return true;
+        }
+        self.key_hashes.sort_unstable();
+        if self.key_hashes.windows(2).any(|w| w[0] == w[1]) {
+            return false;
+        }
+        self.shapes[self.next_shape] = shape;
+        self.next_shape = (self.next_shape + 1) % SHAPES;
+        true
     }
-    if shapes.contains(&shape) {
-        return true;
-    }
-    key_hashes.sort_unstable();
-    if key_hashes.windows(2).any(|w| w[0] == w[1]) {
-        return false;
-    }
-    shapes[*next_shape] = shape;
-    *next_shape = (*next_shape + 1) % SHAPES;
-    true
 }
 
 /// An integer the tree path would change: 20 digits or more and beyond u64 (held as f64 there).

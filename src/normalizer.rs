@@ -14,10 +14,11 @@
 //! - the deterministic `_id` (bucket, key, object version or ETag, byte offset, sub-position) and
 //!   the target index (`ES_INDEX` rendered with `@timestamp`), so a redelivery overwrites.
 //!
-//! A raw record ([`RawRecord`]) that uses none of the provenance roots is normalized without a
-//! tree ([`Normalizer::normalize_raw`]): its text is kept and `@timestamp` spliced in. Anything
-//! the splice cannot express exactly as the tree path would (an owned root, a nested timestamp
-//! field, an `@timestamp` that is not the chosen one) takes the tree path.
+//! A raw record ([`RawRecord`]) is normalized without a tree ([`Normalizer::normalize_raw`]): its
+//! text is kept and `@timestamp` spliced in; only its members under the provenance roots become a
+//! (small) tree, for the collision rule. Anything the splice cannot express exactly as the tree
+//! path would (a nested timestamp field, an `@timestamp` that is not the chosen one) takes the
+//! tree path.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
 use crate::config::IndexPattern;
-use crate::decoder::{DeadRecord, RawRecord, Record};
+use crate::decoder::{DeadRecord, Item, RawRecord, Record};
 
 /// Roots the worker writes into; dotted user keys under them are expanded so both meet in one object.
 const OWNED_ROOTS: [&str; 3] = ["event", "log", "aws"];
@@ -127,9 +128,7 @@ impl Source<'_> {
                 if replace.is_none() {
                     buf.put_u8(sep);
                     sep = b',';
-                    buf.put_slice(b"\"@timestamp\":\"");
-                    write_rfc3339_millis(*timestamp, buf);
-                    buf.put_u8(b'"');
+                    put_timestamp_member(buf, *timestamp);
                 }
                 for (k, v) in &owned.tree {
                     buf.put_u8(sep);
@@ -149,9 +148,9 @@ impl Source<'_> {
                 None => {
                     // `{…}` → `{…,"@timestamp":"…"}` (the record has members: see normalize_raw).
                     buf.put_slice(&text.as_bytes()[..text.len().saturating_sub(1)]);
-                    buf.put_slice(b",\"@timestamp\":\"");
-                    write_rfc3339_millis(*timestamp, buf);
-                    buf.put_slice(b"\"}");
+                    buf.put_u8(b',');
+                    put_timestamp_member(buf, *timestamp);
+                    buf.put_u8(b'}');
                 }
             },
         }
@@ -189,6 +188,13 @@ pub struct Normalizer {
     /// A timestamp field is or lies under `event`, `log` or `aws` (`event.created`): records that
     /// use those roots take the tree path, which finds the field after merging dotted keys.
     timestamp_under_owned_roots: bool,
+}
+
+/// `"@timestamp":"<RFC 3339>"`.
+fn put_timestamp_member(buf: &mut impl BufMut, timestamp: DateTime<Utc>) {
+    buf.put_slice(b"\"@timestamp\":\"");
+    write_rfc3339_millis(timestamp, buf);
+    buf.put_u8(b'"');
 }
 
 /// `text[range]`, with `@timestamp`'s value written over the bytes `replace` if they lie in it.
@@ -319,6 +325,26 @@ impl Normalizer {
                 })
             }
             None => self.normalize_tree(&rec, obj),
+        }
+    }
+
+    /// Any decoded item: the document with its record's offset and sub-position, or the
+    /// dead-letter reason (the decoder's, or [`Normalizer::normalize_raw`]'s).
+    pub fn normalize_item<'a>(
+        &self,
+        item: Item<'a>,
+        obj: &ObjectContext,
+    ) -> Result<(Normalized<'a>, u64, Option<u32>), DeadRecord> {
+        match item {
+            Item::Raw(rec) => {
+                let offset = rec.offset;
+                Ok((self.normalize_raw(rec, obj)?, offset, None))
+            }
+            Item::Record(rec) => {
+                let (offset, sub) = (rec.offset, rec.sub);
+                Ok((self.normalize(rec, obj), offset, sub))
+            }
+            Item::Dead(dead) => Err(dead),
         }
     }
 

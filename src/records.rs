@@ -224,19 +224,9 @@ impl Reader<'_> {
 
     /// Normalizes, encodes and sends one decoded item.
     fn handle(&self, item: Item<'_>, stats: &mut ObjectStats) -> Result<(), ReadError> {
-        let (n, offset, sub) = match item {
-            Item::Raw(rec) => {
-                let offset = rec.offset;
-                match self.normalizer.normalize_raw(rec, self.meta) {
-                    Ok(n) => (n, offset, None),
-                    Err(dead) => return self.send_dead(&dead, stats),
-                }
-            }
-            Item::Record(rec) => {
-                let (offset, sub) = (rec.offset, rec.sub);
-                (self.normalizer.normalize(rec, self.meta), offset, sub)
-            }
-            Item::Dead(dead) => return self.send_dead(&dead, stats),
+        let (n, offset, sub) = match self.normalizer.normalize_item(item, self.meta) {
+            Ok(normalized) => normalized,
+            Err(dead) => return self.send_dead(&dead, stats),
         };
         stats.records += 1;
         stats.timestamp_fallbacks += u64::from(n.timestamp_fallback);
