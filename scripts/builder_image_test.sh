@@ -26,12 +26,12 @@ trap 'rm -rf "$WORK"' EXIT
 
 log() { echo "[builder-test] $*" >&2; }
 skip() { echo "SKIP: $*" >&2; exit 77; }
+die() { echo "FAIL: $*" >&2; exit 1; }
 
-command -v podman >/dev/null || skip "podman is not installed"
 [[ -f "$ROOTFS" ]] || skip "no bookworm rootfs at $ROOTFS (run make test-deploy once)"
-export CONTAINERS_CONF="$CACHE/podman/containers.conf"
-[[ -f "$CONTAINERS_CONF" ]] || skip "no podman configuration at $CONTAINERS_CONF (run make test-deploy once)"
-podman info >/dev/null 2>&1 || skip "podman cannot run here"
+# shellcheck source=scripts/podman.sh
+. "$ROOT/scripts/podman.sh"
+podman_setup
 
 toolchain="$(rustc --print sysroot)"
 log "stand-in for $RUST_IMAGE: bookworm rootfs + $toolchain + gcc"
@@ -62,5 +62,5 @@ podman build --network host --target builder -t "$TAG" "$ROOT" >&2
 log "built in $((SECONDS - started)) s"
 version="$(podman run --rm "$TAG" /app/target/release/f4a-indexer --version)"
 podman rmi -f "$TAG" >/dev/null 2>&1 || true
-[[ "$version" == "f4a-indexer "* ]] || { echo "FAIL: unexpected --version output: $version" >&2; exit 1; }
+[[ "$version" == "f4a-indexer "* ]] || die "unexpected --version output: $version"
 log "ok: $version"

@@ -61,23 +61,16 @@ mb() { awk -v b="$1" 'BEGIN {printf "%.1f MB", b/1e6}'; }
 [[ "$BINARY" == /* ]] || BINARY="$PWD/$BINARY"
 [[ -f "$BINARY" && -x "$BINARY" ]] \
   || die "no executable binary at $BINARY -- build it first (e.g. cargo build --release), or pass its path as \$1 or F4A_BINARY"
-BASE_IMAGE="$(awk 'toupper($1)=="FROM" && tolower($3)=="as" && $4=="runtime" {print $2}' "$ROOT/Dockerfile")"
+# shellcheck source=scripts/podman.sh
+. "$ROOT/scripts/podman.sh"
+BASE_IMAGE="$(runtime_base_image "$ROOT/Dockerfile")"
 [[ -n "$BASE_IMAGE" ]] || die "$ROOT/Dockerfile has no 'FROM <image> AS runtime' stage"
 [[ "$BASE_IMAGE" == gcr.io/distroless/cc-debian12* ]] \
   || log "warning: the runtime stage is FROM $BASE_IMAGE, but the replica is of distroless/cc-debian12"
 
 # ---------------------------------------------------------------- podman
 
-command -v podman >/dev/null || skip "podman is not installed"
-# Private configuration, as in tests/deploy/container_test.sh: no default ulimits (the sandbox
-# refuses to raise them), runc. Written only when different, atomically (other runs read it).
-mkdir -p "$CACHE/podman"
-export CONTAINERS_CONF="$CACHE/podman/containers.conf"
-conf=$'[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "runc"\n'
-if [[ "$(cat "$CONTAINERS_CONF" 2>/dev/null)"$'\n' != "$conf" ]]; then
-  printf '%s' "$conf" >"$CONTAINERS_CONF.$$" && mv -f "$CONTAINERS_CONF.$$" "$CONTAINERS_CONF"
-fi
-podman info >/dev/null 2>&1 || skip "podman cannot run here: $(podman info 2>&1 | tail -1)"
+podman_setup
 
 CTX="$(mktemp -d)"
 cleanup() {
@@ -226,12 +219,7 @@ fi
 # ---------------------------------------------------------------- the runtime stage
 
 cp "$BINARY" "$CTX/f4a-indexer"
-# The runtime stage, verbatim, FROM the replica and with the binary from the build context.
-awk -v base="$BASE_TAG" '
-  toupper($1)=="FROM" && tolower($3)=="as" && $4=="runtime" {on=1; $2=base}
-  on' "$ROOT/Dockerfile" \
-  | sed -E 's#^COPY --from=builder [^ ]+/f4a-indexer #COPY f4a-indexer #' >"$CTX/Containerfile"
-grep -q '^COPY f4a-indexer ' "$CTX/Containerfile" || die "could not rewrite the runtime stage's COPY --from=builder"
+runtime_containerfile "$ROOT/Dockerfile" "$CTX/Containerfile" "$BASE_TAG"
 log "building the runtime stage with $BINARY ($(mb "$(stat -c %s "$CTX/f4a-indexer")"))"
 # --format docker keeps HEALTHCHECK; --layers=false leaves no intermediate images behind.
 podman build -q --format docker --layers=false --pull=never --network host \

@@ -49,12 +49,10 @@ if ((${#missing[@]})); then
   fi
 fi
 
-# Private podman configuration: no default ulimits (the sandbox refuses to raise them), runc.
-mkdir -p "$CACHE/podman"
-export CONTAINERS_CONF="$CACHE/podman/containers.conf"
-printf '[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "runc"\n' >"$CONTAINERS_CONF"
+# shellcheck source=scripts/podman.sh
+. "$ROOT/scripts/podman.sh"
+podman_setup
 PODMAN=(podman)
-"${PODMAN[@]}" info >/dev/null 2>&1 || skip "podman cannot run here: $("${PODMAN[@]}" info 2>&1 | tail -1)"
 
 # ---------------------------------------------------------------- inputs
 
@@ -66,7 +64,7 @@ help_text="$("$BINARY" --help 2>/dev/null || true)"
 [[ "$help_text" == *healthcheck* ]] || die "$BINARY has no healthcheck subcommand"
 curl -fsS --max-time 3 "$AWS_ENDPOINT_URL/_localstack/health" >/dev/null || die "LocalStack not running (scripts/stack.sh start)"
 
-BASE_IMAGE="$(awk 'toupper($1)=="FROM" && tolower($3)=="as" && $4=="runtime" {print $2}' "$ROOT/Dockerfile")"
+BASE_IMAGE="$(runtime_base_image "$ROOT/Dockerfile")"
 [[ -n "$BASE_IMAGE" ]] || die "Dockerfile has no 'FROM <image> AS runtime' stage"
 
 # ---------------------------------------------------------------- base image
@@ -111,10 +109,7 @@ cleanup() {
 trap cleanup EXIT
 
 cp "$BINARY" "$CTX/f4a-indexer"
-# The runtime stage, verbatim, with the binary from the build context instead of the builder stage.
-awk 'toupper($1)=="FROM" && tolower($3)=="as" && $4=="runtime" {on=1} on' "$ROOT/Dockerfile" \
-  | sed -E 's#^COPY --from=builder [^ ]+/f4a-indexer #COPY f4a-indexer #' >"$CTX/Containerfile"
-grep -q '^COPY f4a-indexer ' "$CTX/Containerfile" || die "could not rewrite the runtime stage's COPY --from=builder"
+runtime_containerfile "$ROOT/Dockerfile" "$CTX/Containerfile"
 log "building the runtime stage ($(du -h "$BINARY" | cut -f1) binary from $BINARY)"
 # --format docker keeps HEALTHCHECK (the OCI image format has no health check field).
 "${PODMAN[@]}" build -q --format docker --network host -f "$CTX/Containerfile" -t "$TAG" "$CTX" >/dev/null
