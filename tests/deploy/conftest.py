@@ -39,6 +39,8 @@ OTEL_VARS = {
     "OTEL_TRACES_EXPORTER",
     "OTEL_METRICS_EXPORTER",
     "OTEL_METRIC_EXPORT_INTERVAL",
+    # Read by opentelemetry-otlp's MetricExporter builder (the worker sets no temporality in code).
+    "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
 }
 # Read by the AWS SDK's credential/region chain (README: "from the AWS chain").
 AWS_CHAIN_VARS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_PROFILE"}

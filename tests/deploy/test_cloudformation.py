@@ -111,7 +111,10 @@ def test_least_privilege_roles(cfn_template):
     assert task_actions - star_ok == {
         "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
         "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket",
+        "logs:CreateLogStream", "logs:PutLogEvents",  # the collector's EMF metrics
     }
+    logs_st = [st for st in statements(task_role) if any(a.startswith("logs:") for a in as_list(st["Action"]))]
+    assert logs_st and all(st["Resource"] == {"Fn::GetAtt": ["MetricsLogGroup", "Arn"]} for st in logs_st)
     exec_role = roles[td["Properties"]["ExecutionRoleArn"]["Fn::GetAtt"][0]]
     secret_st = [st for st in statements(exec_role) if "secretsmanager:GetSecretValue" in as_list(st["Action"])]
     assert secret_st and all(st["Resource"] == {"Ref": "EsApiKeySecretArn"} for st in secret_st)
