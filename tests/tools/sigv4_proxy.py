@@ -310,13 +310,15 @@ class Handler(BaseHTTPRequestHandler):
 
 def start(upstream: str, keys: KeyStore, *, listen=("127.0.0.1", 0), service="es", region="us-east-1",
           collection_type=SEARCH, max_skew=300, forbid_signed=(), require_content_sha256=True,
-          ignore_filter_path=False, verbose=False, clock=None, poll_interval=0.5) -> Proxy:
+          ignore_filter_path=False, verbose=False, clock=None, poll_interval=0.5, host_aliases=()) -> Proxy:
     """Start a proxy on a daemon thread (for in-process tests); `proxy.shutdown()` stops it."""
     forbid = HOP_BY_HOP | {h.lower() for h in forbid_signed}
     if service == "aoss":
         forbid |= {"content-length"}  # Serverless refuses a signed content-length (opensearch-js #356)
+    up = urlsplit(upstream)
+    aliases = (f"{up.hostname}:{up.port}" if up.port else up.hostname, *host_aliases)
     verifier = Verifier(keys, service, region, max_skew=max_skew, require_content_sha256=require_content_sha256,
-                        forbid_signed=frozenset(forbid), clock=clock)
+                        forbid_signed=frozenset(forbid), host_aliases=aliases, clock=clock)
     proxy = Proxy(listen, upstream, verifier, Serverless(collection_type) if service == "aoss" else None,
                   ignore_filter_path, verbose)
     threading.Thread(target=proxy.serve_forever, args=(poll_interval,), name="sigv4-proxy", daemon=True).start()
@@ -338,6 +340,9 @@ def main(argv=None) -> int:
                    help="accept requests without x-amz-content-sha256 (Amazon OpenSearch Service does)")
     p.add_argument("--ignore-filter-path", action="store_true",
                    help="drop filter_path before forwarding, as AWS does for some signed POSTs")
+    p.add_argument("--host-alias", action="append", default=[], metavar="HOST[:PORT]",
+                   help="a host a wrong client might sign instead of the Host it sends (named in the refusal; "
+                        "the upstream's is tried anyway), e.g. search-x.us-east-1.es.amazonaws.com")
     p.add_argument("--port-file", help="write the chosen port here")
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
     a = p.parse_args(argv)
@@ -345,7 +350,7 @@ def main(argv=None) -> int:
     proxy = start(a.upstream, KeyStore(a.credentials), listen=(host or "127.0.0.1", int(port)), service=a.service,
                   region=a.region, collection_type=a.collection_type, max_skew=a.max_skew,
                   forbid_signed=a.forbid_signed_header, require_content_sha256=not a.allow_missing_content_sha256,
-                  ignore_filter_path=a.ignore_filter_path, verbose=a.verbose)
+                  ignore_filter_path=a.ignore_filter_path, verbose=a.verbose, host_aliases=a.host_alias)
     if a.port_file:
         with open(a.port_file, "w") as f:
             f.write(str(proxy.server_address[1]))

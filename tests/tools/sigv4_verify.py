@@ -239,13 +239,14 @@ def _parse_authorization(value: str) -> tuple[dict[str, str], list[str]]:
 class Verifier:
     def __init__(self, keys: KeyStore, service: str, region: str, *, max_skew: int = 300,
                  require_content_sha256: bool = True, forbid_signed: frozenset[str] = HOP_BY_HOP,
-                 clock=None):
+                 host_aliases: tuple[str, ...] = (), clock=None):
         self.keys = keys
         self.service = service
         self.region = region
         self.max_skew = max_skew
         self.require_content_sha256 = require_content_sha256
         self.forbid_signed = frozenset(h.lower() for h in forbid_signed)
+        self.host_aliases = tuple(host_aliases)  # other names a wrong client might sign (e.g. the upstream's)
         self.clock = clock or (lambda: datetime.now(timezone.utc))
 
     # The checks run in the order AWS reports them: form, scope, clock, identity, headers, body, signature.
@@ -368,7 +369,7 @@ class Verifier:
         tries = []
         port = host.rpartition(":")[2] if ":" in host else ""
         bare = host.rsplit(":", 1)[0] if port.isdigit() else host
-        alts = {bare, f"{bare}:80", f"{bare}:443"}
+        alts = {bare, f"{bare}:80", f"{bare}:443", *self.host_aliases}
         if port.isdigit():
             alts |= {f"localhost:{port}", f"127.0.0.1:{port}"}
         for alt in sorted(alts - {host}):

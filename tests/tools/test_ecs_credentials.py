@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 
 import pytest
 from botocore.credentials import ContainerProvider
-from conftest import call, send
+from proxy_testkit import call, send
+from proxy_testkit import keys_file, make_proxy, upstream  # noqa: F401 (fixtures)
 
 from ecs_credentials import Endpoint
 from sigv4_verify import Key, KeyStore, parse_time
@@ -135,7 +136,7 @@ def test_command_lines_work_together(tmp_path, upstream):
         ecs, proxy = (json.loads(p.stdout.readline()) for p in procs)
         creds = ContainerProvider(environ={"AWS_CONTAINER_CREDENTIALS_FULL_URI": ecs["credentials_uri"],
                                            "AWS_CONTAINER_AUTHORIZATION_TOKEN": "t0k"}).load().get_frozen_credentials()
-        from conftest import sign
+        from proxy_testkit import sign
 
         host = proxy["proxy"].split("//")[1]
         target, headers = sign(host, "GET", "/_cat/indices", key=Key(creds.access_key, creds.secret_key, creds.token),

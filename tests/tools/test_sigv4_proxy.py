@@ -12,7 +12,8 @@ import pytest
 from urllib.parse import quote
 
 from botocore.auth import S3SigV4Auth, SigV4Auth
-from conftest import LONG_KEY, TEMP_KEY, call, send, sign, stats
+from proxy_testkit import LONG_KEY, TEMP_KEY, call, send, sign, stats
+from proxy_testkit import keys_file, make_proxy, upstream  # noqa: F401 (fixtures)
 
 from sigv4_verify import AMZ_DATE, Key, KeyStore, Rejection, Verified, Verifier, write_keys_file
 
@@ -225,6 +226,16 @@ def test_ignore_filter_path_as_aws_does(make_proxy, upstream):
     proxy = make_proxy(ignore_filter_path=True)
     assert call(proxy, "POST", "/_bulk", [("filter_path", "errors"), ("timeout", "1m")], BULK)[0] == 200
     assert upstream.seen[-1]["target"] == "/_bulk?timeout=1m"
+
+
+def test_signing_the_upstream_or_an_aws_host_is_named(make_proxy, upstream):
+    proxy = make_proxy(host_aliases=["search-f4a.us-east-1.es.amazonaws.com"])
+    port = proxy.server_address[1]
+    for signed_host in (upstream.url.split("//")[1], "search-f4a.us-east-1.es.amazonaws.com"):
+        target, headers = sign(signed_host, "GET", "/")
+        headers = [(n, f"127.0.0.1:{port}" if n == "Host" else v) for n, v in headers]
+        resp = send(proxy.url, "GET", target, headers)
+        assert reason(resp) == "host_mismatch" and signed_host in resp[1]["x-f4a-proxy-detail"]
 
 
 def test_extra_forbidden_signed_header(make_proxy):

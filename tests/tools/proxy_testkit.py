@@ -1,5 +1,9 @@
-"""Helpers for the self-tests of the SigV4 proxy and the ECS credentials endpoint: a tiny local
-upstream that records what reached it, a botocore-based client signer, raw HTTP sends."""
+"""Helpers and fixtures for the self-tests of the SigV4 proxy and the ECS credentials endpoint: a
+tiny local upstream that records what reached it, a botocore-based client signer, raw HTTP sends.
+
+Not a conftest.py on purpose: tests/deploy imports names `from conftest`, and two conftest
+modules in one pytest run would shadow each other. The test modules import from here.
+"""
 
 from __future__ import annotations
 
