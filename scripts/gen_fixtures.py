@@ -5,9 +5,13 @@
     scripts/gen_fixtures.py --check              # fail if fixtures/ differs from what would be written
     scripts/gen_fixtures.py --records 1000000 --kind te --out /tmp/te.ndjson.gz --gzip   # bench input
     scripts/gen_fixtures.py --records 20000 --kind mixed --out /tmp/mixed.ndjson.gz --gzip  # TE + app logs
+    scripts/gen_fixtures.py --skip-compressed    # stdlib only: keep the zstd/ZIP/Snappy fixtures as they are
 
 Everything is seeded; gzip headers carry mtime=0 and no file name, so the same
-zlib produces byte-identical files.
+zlib produces byte-identical files. The zstd, ZIP and Snappy fixtures come from
+scripts/gen_compressed_fixtures.py (needs `apt-get install zstd zip` and
+`pip install -r scripts/fixtures-requirements.txt`); a committed one is kept while it
+still verifies, so other tool versions do not churn it.
 """
 
 from __future__ import annotations
@@ -209,6 +213,16 @@ def truncate_mid_record(raw: bytes, margin: int = 24) -> tuple[bytes, int]:
     raise RuntimeError("no suitable cut point")
 
 
+def applog_fixture() -> tuple[list[dict], dict[str, int]]:
+    """The 300 application logs of app-logs.ndjson.gz (also packed by the compressed fixtures)."""
+    logs = list(applog_records(300))
+    by_day: dict[str, int] = {}
+    for r in logs:
+        d = utc_date(datetime.fromtimestamp(r["timestamp"] / 1000, tz=timezone.utc))
+        by_day[d] = by_day.get(d, 0) + 1
+    return logs, by_day
+
+
 def build_fixtures() -> tuple[dict[str, bytes], dict]:
     files: dict[str, bytes] = {}
     man: dict = {}
@@ -226,12 +240,8 @@ def build_fixtures() -> tuple[dict[str, bytes], dict]:
         "exercises": "realistic sensor payload (52 numeric fields), RFC 3339 ms timestamps crossing UTC midnight",
     }
 
-    logs = list(applog_records(300))
+    logs, by_day = applog_fixture()
     files["app-logs.ndjson.gz"] = gz(ndjson(logs))
-    by_day = {}
-    for r in logs:
-        d = utc_date(datetime.fromtimestamp(r["timestamp"] / 1000, tz=timezone.utc))
-        by_day[d] = by_day.get(d, 0) + 1
     man["app-logs.ndjson.gz"] = {
         "format": "ndjson", "compression": "gzip", "records": 300, "indexed": 300, "dead_letter": 0,
         "timestamp_field": "timestamp (epoch ms number)", "by_utc_date": by_day,
@@ -328,11 +338,54 @@ def build_fixtures() -> tuple[dict[str, bytes], dict]:
     return files, manifest
 
 
-def write_fixtures(check: bool) -> int:
+# The compressed fixtures (issue 15) live in their own manifest section until the worker decodes
+# them: tests/e2e.rs `every_fixture_format` indexes every entry of "fixtures". Set this to "fixtures"
+# (and re-run) when zstd/ZIP/Snappy decoding lands, and that test covers them with no Rust change.
+COMPRESSED_SECTION = "compressed_fixtures"
+COMPRESSED_ASSUMPTIONS = [
+    "compressed_fixtures hold the same 300 records as app-logs.ndjson.gz, packed by zstd, pzstd, zip and python-snappy",
+    "the format is found from the content (magic bytes or framing), never from the key suffix",
+    "a truncated or corrupt compressed object: the complete records decoded before the damage are indexed, plus "
+    "exactly one dead-letter entry for the rest",
+    "ZIP: entries are object parts in file order; directory entries hold no records; methods 0 (stored) and 8 "
+    "(deflate) are decoded, an entry with any other method or encrypted is one dead-letter entry and the reader "
+    "goes on with the next entry",
+]
+
+
+def add_compressed(files: dict[str, bytes], manifest: dict, check: bool, skip: bool) -> list[str]:
+    """Add the compressed fixtures and their manifest section; returns the files that do not verify."""
+    if skip:  # keep the committed files and their section as they are
+        try:
+            with open(os.path.join(FIXTURES, "manifest.json")) as f:
+                old = json.load(f)
+        except FileNotFoundError:
+            return []
+        section = {k: v for k, v in old.get(COMPRESSED_SECTION, {}).items() if k not in manifest["fixtures"]}
+        entries, problems = section, []
+    else:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import gen_compressed_fixtures as gcf
+
+        tools = gcf.tool_versions()  # exits naming what to install
+        print("compressed fixtures with " + ", ".join(f"{k} {v}" for k, v in tools.items()), file=sys.stderr)
+        logs, by_day = applog_fixture()
+        cfiles, entries, problems = gcf.build(FIXTURES, ndjson(logs), by_day, check)
+        files.update(cfiles)
+    if COMPRESSED_SECTION == "fixtures":
+        manifest["fixtures"].update(entries)
+        manifest["assumptions"] += COMPRESSED_ASSUMPTIONS
+    else:
+        manifest[COMPRESSED_SECTION] = entries
+        manifest["compressed_assumptions"] = COMPRESSED_ASSUMPTIONS
+    return problems
+
+
+def write_fixtures(check: bool, skip_compressed: bool = False) -> int:
     files, manifest = build_fixtures()
+    stale = add_compressed(files, manifest, check, skip_compressed)
     files["manifest.json"] = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode()
     os.makedirs(FIXTURES, exist_ok=True)
-    stale = []
     for name, data in sorted(files.items()):
         path = os.path.join(FIXTURES, name)
         assert len(data) < 200_000, f"{name} too big: {len(data)}"
@@ -379,6 +432,9 @@ def write_large(kind: str, n: int, out: str, compress: bool, seed: int) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--check", action="store_true", help="verify fixtures/ is up to date, write nothing")
+    p.add_argument("--skip-compressed", action="store_true",
+                   help="leave the zstd/ZIP/Snappy fixtures and their manifest section as they are "
+                        "(no zstd, zip or python-snappy needed)")
     p.add_argument("--records", type=int, help="generate one large file of N records instead of fixtures/")
     p.add_argument("--kind", choices=["te", "applog", "mixed"], default="te")
     p.add_argument("--out", help="output file for --records")
@@ -390,7 +446,7 @@ def main() -> int:
             p.error("--records needs --out")
         write_large(a.kind, a.records, a.out, a.gzip, a.seed)
         return 0
-    return write_fixtures(a.check)
+    return write_fixtures(a.check, a.skip_compressed)
 
 
 if __name__ == "__main__":
