@@ -67,23 +67,13 @@ async fn assert_exactly_once(w: &World, expected: &[(&str, usize)]) {
 fn watch_first_empty(w: &World) -> tokio::task::JoinHandle<Option<u64>> {
     let aws = w.aws.clone();
     let queue = w.queue_url.clone();
-    let es = w.es.url.clone();
+    let es = w.es.clone();
     let data = w.data();
     tokio::spawn(async move {
-        let http = reqwest::Client::new();
         let deadline = Instant::now() + 5 * MINUTE;
         while Instant::now() < deadline {
             if aws.depth(&queue).await == (0, 0) {
-                let _ = http.post(format!("{es}/_refresh")).send().await;
-                let v: Value = http
-                    .get(format!("{es}/{data}/_count"))
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-                return v["count"].as_u64();
+                return Some(es.count(&data).await);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -92,11 +92,36 @@ impl SearchServer {
         .await;
     }
 
+    /// A read of `index` after a refresh. A real engine answers 503 "all shards failed" while an
+    /// index the worker has just created still has its primary shard initializing: that is
+    /// "nothing visible yet", so the read is repeated until the shard is up (at most 30 s).
+    async fn read(
+        &self,
+        index: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            self.refresh(index).await;
+            let (status, v) = self.request(method.clone(), path, body.clone()).await;
+            if status != 503 || Instant::now() > deadline {
+                return (status, v);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Documents in `index` (a name or pattern), 0 if it does not exist.
     pub async fn count(&self, index: &str) -> u64 {
-        self.refresh(index).await;
         let (status, v) = self
-            .request(reqwest::Method::GET, &format!("/{index}/_count"), None)
+            .read(
+                index,
+                reqwest::Method::GET,
+                &format!("/{index}/_count"),
+                None,
+            )
             .await;
         if status == 404 {
             return 0;
@@ -108,9 +133,9 @@ impl SearchServer {
 
     /// All documents of `index` (up to 10,000) with `_id`, `_index` and `_source`.
     pub async fn all_docs(&self, index: &str) -> Vec<Value> {
-        self.refresh(index).await;
         let (status, v) = self
-            .request(
+            .read(
+                index,
                 reqwest::Method::POST,
                 &format!("/{index}/_search"),
                 Some(json!({"size": 10000, "query": {"match_all": {}}})),
