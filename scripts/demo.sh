@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end demo against the local stack:
-#   Firehose (DirectPut) -> S3 bucket -> ObjectCreated event -> SQS -> f4a-indexer -> osmem
+#   Firehose (DirectPut) -> S3 bucket -> ObjectCreated event -> SQS -> f4a-indexer -> search engine
+# (a real OpenSearch node by default; F4A_ENGINE=opensearch3|osmem, see scripts/stack.sh), then
+# counts, a sample document and real searches (aggregations, a sorted query, full text).
+# The first run downloads LocalStack and OpenSearch's jars (see README, Quick start).
 #
 # Usage: scripts/demo.sh [--no-worker]
 #   --no-worker   only set up AWS resources and deliver the fixtures (no cargo build/run)
@@ -57,7 +60,7 @@ fi
 section "build worker"
 cargo build
 if [[ "${DEMO_KEEP_INDICES:-0}" != 1 ]]; then
-  curl -fsS -X DELETE "$ES_URL/f4a-*" >/dev/null || true
+  AWS delete-indices --es "$ES_URL" --pattern 'f4a-*'
 fi
 
 section "run worker (exits when the queue is idle)"
@@ -72,3 +75,6 @@ echo "expected $EXPECTED documents from fixtures/manifest.json"
 AWS counts --es "$ES_URL" --expect "$EXPECTED" --expect-dead-letter 0 >/dev/null \
   && echo "OK: document count matches" \
   || { echo "MISMATCH: see counts above" >&2; exit 1; }
+
+section "search"
+AWS search --es "$ES_URL"

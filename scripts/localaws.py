@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Helpers for the local stack (LocalStack + osmem) used by demo.sh, benches and by hand.
+"""Helpers for the local stack (LocalStack + the search engine) used by demo.sh, benches and by hand.
 
 Run with the stack venv's python (it has boto3 from LocalStack's deps):
 
@@ -334,12 +334,91 @@ def cmd_teardown(a) -> None:
 # ---------------------------------------------------------------- elasticsearch
 
 
-def es_get(base: str, path: str):
-    with urllib.request.urlopen(base.rstrip("/") + path, timeout=10) as r:
+def es_request(base: str, method: str, path: str, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base.rstrip("/") + path, data=data, method=method,
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read().decode())
 
 
+def es_get(base: str, path: str):
+    return es_request(base, "GET", path)
+
+
+def es_refresh(base: str, pattern: str) -> None:
+    """A real engine makes new documents searchable only after a refresh (1 s by default)."""
+    es_request(base, "POST", f"/{pattern}/_refresh?allow_no_indices=true&ignore_unavailable=true")
+
+
+def es_indices(base: str, pattern: str) -> list[str]:
+    try:
+        return [r["index"] for r in es_get(base, f"/_cat/indices/{pattern}?format=json&h=index")]
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return []
+        raise
+
+
+def cmd_delete_indices(a) -> None:
+    # By name: a wildcard DELETE is refused where action.destructive_requires_name is set.
+    names = es_indices(a.es, a.pattern)
+    if names:
+        es_request(a.es, "DELETE", "/" + ",".join(names))
+    log(f"deleted {len(names)} indices matching {a.pattern}")
+
+
+def cmd_search(a) -> None:
+    """Real searches over the demo data: an aggregation on the sensor records, a filtered,
+    sorted query and a terms aggregation on the application logs."""
+    es_refresh(a.es, a.pattern)
+    data = a.pattern
+    root = es_get(a.es, "/")
+    v = root.get("version", {})
+    name = f"{v.get('distribution', 'elasticsearch')} {v.get('number', '?')}"
+    if "osmem" in json.dumps(root).lower():
+        name = f"osmem (in-memory double of the OpenSearch {v.get('number', '?')} API)"
+    print(f"engine: {name} at {a.es}\n")
+    r = es_request(a.es, "POST", f"/{data}/_search", {
+        "size": 0,
+        "query": {"exists": {"field": "xmeas_7"}},
+        "aggs": {"plant": {"terms": {"field": "plant.keyword"}, "aggs": {
+            "fault": {"terms": {"field": "fault"}, "aggs": {
+                "a_feed": {"avg": {"field": "xmeas_1"}},
+                "pressure": {"avg": {"field": "xmeas_7"}},
+                "pressure_max": {"max": {"field": "xmeas_7"}},
+            }}}}},
+    })
+    print("Tennessee Eastman sensors, per plant and fault state (IDV 6 = A feed loss):")
+    print(f"  {'plant':<8} {'fault':>5} {'samples':>8} {'avg A feed xmeas_1':>19} "
+          f"{'avg reactor kPa xmeas_7':>24} {'max kPa':>8}")
+    for p in r["aggregations"]["plant"]["buckets"]:
+        for f in p["fault"]["buckets"]:
+            print(f"  {p['key']:<8} {f['key']:>5} {f['doc_count']:>8} {f['a_feed']['value']:>19.4f} "
+                  f"{f['pressure']['value']:>24.1f} {f['pressure_max']['value']:>8.1f}")
+    r = es_request(a.es, "POST", f"/{data}/_search", {
+        "size": 1,
+        "query": {"bool": {"filter": [{"range": {"http.status": {"gte": 500}}}]}},
+        "sort": [{"http.duration_ms": "desc"}],
+        "aggs": {"service": {"terms": {"field": "service.keyword"}}},
+        "_source": ["service", "message", "@timestamp"],
+    })
+    total = r["hits"]["total"]["value"] if isinstance(r["hits"]["total"], dict) else r["hits"]["total"]
+    print(f"\napplication logs with HTTP status >= 500: {total}, per service: "
+          + ", ".join(f"{b['key']} {b['doc_count']}" for b in r["aggregations"]["service"]["buckets"]))
+    if r["hits"]["hits"]:
+        h = r["hits"]["hits"][0]["_source"]
+        print(f"  slowest of them: {h['service']}: {h['message']} at {h['@timestamp']}")
+    r = es_request(a.es, "POST", f"/{data}/_search", {
+        "size": 1, "query": {"match_phrase": {"message": a.text}}, "_source": ["message"],
+    })
+    total = r["hits"]["total"]["value"] if isinstance(r["hits"]["total"], dict) else r["hits"]["total"]
+    example = r["hits"]["hits"][0]["_source"]["message"] if r["hits"]["hits"] else "-"
+    print(f"full-text phrase {a.text!r} in message: {total} documents, e.g. {example!r}")
+
+
 def cmd_counts(a) -> None:
+    es_refresh(a.es, a.pattern)
     # _cat/indices?format=json works on ES, OpenSearch and osmem alike.
     try:
         rows = es_get(a.es, f"/_cat/indices/{a.pattern}?format=json&h=index,docs.count")
@@ -436,6 +515,17 @@ def main() -> None:
     s.add_argument("--expect", type=int, help="fail unless the data indices hold this many documents")
     s.add_argument("--expect-dead-letter", type=int, help="fail unless the dead-letter index holds this many")
     s.set_defaults(fn=cmd_counts)
+
+    s = sub.add_parser("delete-indices", help="delete the indices matching a pattern (by name)")
+    s.add_argument("--es", default=os.environ.get("ES_URL", "http://127.0.0.1:9200"))
+    s.add_argument("--pattern", required=True)
+    s.set_defaults(fn=cmd_delete_indices)
+
+    s = sub.add_parser("search", help="aggregations and queries over the demo data")
+    s.add_argument("--es", default=os.environ.get("ES_URL", "http://127.0.0.1:9200"))
+    s.add_argument("--pattern", default="f4a-2*")
+    s.add_argument("--text", default="user login ok", help="full-text phrase to find in message")
+    s.set_defaults(fn=cmd_search)
 
     a = p.parse_args()
     a.fn(a)

@@ -1,12 +1,25 @@
 #!/usr/bin/env bash
 # Local dev/test stack for f4a-indexer, without Docker:
 #   - LocalStack (S3, SQS, Firehose, SNS, IAM, STS) run in "host mode" from a venv
-#   - osmem-server, an in-memory OpenSearch-compatible server (static binary from PyPI)
+#   - a search engine on 127.0.0.1:$F4A_ES_PORT (default 9200), chosen by F4A_ENGINE:
+#       opensearch   (default) a real OpenSearch 2.19 node on JDK 17, embedded in one JVM by
+#                    scripts/opensearch/ (jars from Maven Central, see its pom.xml)
+#       opensearch3  a real OpenSearch 3.x node on a JDK 21+ (the Temurin 25 JDK here)
+#       osmem        osmem-server, an in-memory double of the REST API (no Java needed)
 #
 # Usage: scripts/stack.sh install|start|stop|status|env
 #
-# Everything lives in ${F4A_CACHE:-$HOME/.cache/f4a-indexer}: the venv, logs, pid
-# files and LocalStack's volume dir. All subcommands are idempotent.
+# Everything lives in ${F4A_CACHE:-$HOME/.cache/f4a-indexer}: the venv, the Maven repository and
+# the built launcher (opensearch/<version>/), the shared node's home (engines/<engine>/), logs,
+# pid files and LocalStack's volume dir. All subcommands are idempotent; `start` reuses a
+# running stack, and replaces a running search engine of another kind that it started itself.
+#
+# Ports and versions: LOCALSTACK_PORT (4566), F4A_ES_PORT (9200), F4A_OPENSEARCH_VERSION
+# (2.19.6), F4A_OPENSEARCH3_VERSION (3.9.0), F4A_ES_HEAP (512m), F4A_JAVA3_HOME (a JDK 21+).
+# The shared node starts with an empty data path unless F4A_KEEP_DATA=1.
+#
+# `env` prints the variables for tests, demo and bench: the AWS ones, ES_URL, and F4A_* ones
+# (never a worker prefix such as ES_ or SQS_: the worker refuses unknown variables of its own).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,16 +28,23 @@ VENV="$CACHE/venv"
 LOGS="$CACHE/logs"
 RUN="$CACHE/run"
 LS_VOLUME="$CACHE/localstack-volume"
+M2="$CACHE/m2"
 CONSTRAINTS="$ROOT/scripts/localstack-constraints.txt"
+LAUNCHER_DIR="$ROOT/scripts/opensearch"
+LAUNCHER_SRC="$LAUNCHER_DIR/src/main/java/f4a/OpenSearchLauncher.java"
 
 PYTHON="${PYTHON:-python3.11}"
 LOCALSTACK_PORT="${LOCALSTACK_PORT:-4566}"
-OSMEM_PORT="${OSMEM_PORT:-9200}"
-START_TIMEOUT="${STACK_START_TIMEOUT:-120}"
+ES_PORT="${F4A_ES_PORT:-9200}"
+START_TIMEOUT="${STACK_START_TIMEOUT:-180}"
+ENGINE="${F4A_ENGINE:-opensearch}"
+ES_HEAP="${F4A_ES_HEAP:-512m}"
 
-# Pins. Bump STACK_VERSION whenever the install steps change so the stamp is invalidated.
+# Pins. Bump STACK_VERSION whenever the venv install steps change so the stamp is invalidated.
 STACK_VERSION=2
 OSMEM_VERSION=0.1.6
+OPENSEARCH_VERSION="${F4A_OPENSEARCH_VERSION:-2.19.6}"
+OPENSEARCH3_VERSION="${F4A_OPENSEARCH3_VERSION:-3.9.0}"
 # LocalStack 4.9.2 only runs in host mode (no Docker) with these extra upper bounds;
 # the full pin set is in $CONSTRAINTS.
 PIP_PACKAGES=(
@@ -37,12 +57,23 @@ PIP_PACKAGES=(
 )
 
 LS_URL="http://127.0.0.1:$LOCALSTACK_PORT"
-OS_URL="http://127.0.0.1:$OSMEM_PORT"
+ES_URL_LOCAL="http://127.0.0.1:$ES_PORT"
 STAMP="$VENV/.f4a-stack-stamp"
 OSMEM_BIN_FILE="$VENV/.f4a-osmem-bin"
 
 log() { echo "[stack] $*" >&2; }
 die() { echo "[stack] ERROR: $*" >&2; exit 1; }
+
+case "$ENGINE" in
+  opensearch) OS_VERSION="$OPENSEARCH_VERSION"; JAVA_MIN=17; JAVA_MAX=21 ;;
+  opensearch3) OS_VERSION="$OPENSEARCH3_VERSION"; JAVA_MIN=21; JAVA_MAX=99 ;;
+  osmem) OS_VERSION="" ;;
+  *) die "F4A_ENGINE=$ENGINE: accepted values are opensearch (default), opensearch3, osmem" ;;
+esac
+# The built launcher of one OpenSearch version: classes, classpath, java path, argfile, stamp.
+OS_DIR="$CACHE/opensearch/${OS_VERSION:-none}"
+# The shared node's home (config, logs, data) for this engine.
+NODE_HOME="$CACHE/engines/$ENGINE"
 
 # Hash of everything that determines the venv contents.
 stamp_value() {
@@ -53,10 +84,24 @@ stamp_value() {
   } | sha256sum | cut -d' ' -f1
 }
 
-is_installed() {
+venv_installed() {
   [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(stamp_value)" && -x "$VENV/bin/python" ]] \
     && [[ -f "$OSMEM_BIN_FILE" && -x "$(cat "$OSMEM_BIN_FILE")" ]]
 }
+
+# Hash of what determines a built launcher (the JDK is part of it: a new JDK rebuilds).
+engine_stamp_value() {
+  { echo "version=$OS_VERSION java=$1 heapless-args=2"; cat "$LAUNCHER_DIR/pom.xml" "$LAUNCHER_SRC"; } \
+    | sha256sum | cut -d' ' -f1
+}
+
+engine_installed() {
+  [[ "$ENGINE" == osmem ]] && return 0
+  [[ -f "$OS_DIR/java" && -x "$(cat "$OS_DIR/java")" && -f "$OS_DIR/java.args" && -f "$OS_DIR/stamp" ]] \
+    && [[ "$(cat "$OS_DIR/stamp")" == "$(engine_stamp_value "$(cat "$OS_DIR/java")")" ]]
+}
+
+is_installed() { venv_installed && engine_installed; }
 
 # GET $1 and print the body; fails unless HTTP 2xx. curl if present, else
 # Python (a fresh box may lack curl).
@@ -70,22 +115,78 @@ http_get() {
 http_ok() { http_get "$1" >/dev/null; }
 
 ls_healthy() { http_ok "$LS_URL/_localstack/health"; }
-os_healthy() { http_ok "$OS_URL/_cluster/health"; }
+# Yellow: every primary shard is up (after a restart with F4A_KEEP_DATA=1 the node answers
+# before its shards are recovered).
+es_healthy() { http_ok "$ES_URL_LOCAL/_cluster/health?wait_for_status=yellow&timeout=1s"; }
+
+# What answers on the search port: "opensearch 2.19.6", "osmem", or nothing (fails).
+es_identity() {
+  local body
+  body="$(http_get "$ES_URL_LOCAL/")" || return 1
+  python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+v = d.get("version", {})
+if "osmem" in json.dumps(d).lower():
+    print("osmem")
+else:
+    print(v.get("distribution", "elasticsearch"), v.get("number", "?"))' "$body"
+}
+
+expected_identity() {
+  if [[ "$ENGINE" == osmem ]]; then echo osmem; else echo "opensearch $OS_VERSION"; fi
+}
 
 # pid file -> live pid (or fail). The command line must still match, so a
 # stale pid file whose pid was reused never makes us signal a stranger.
 live_pid() {
   local f="$RUN/$1.pid" pid pattern
-  case "$1" in localstack) pattern="localstack.runtime.main" ;; *) pattern="osmem-server" ;; esac
+  case "$1" in
+    localstack) pattern="localstack.runtime.main" ;;
+    *) pattern="f4a.OpenSearchLauncher|/java.args|osmem-server" ;;
+  esac
   [[ -f "$f" ]] || return 1
   pid="$(cat "$f")"
   [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null \
-    && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$pattern" && echo "$pid"
+    && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -Eq "$pattern" && echo "$pid"
 }
 
-cmd_install() {
-  if is_installed; then
-    log "already installed ($VENV)"
+# apt-get install, once per run, only when something is missing (CI and fresh machines).
+apt_updated=0
+apt_install() {
+  command -v apt-get >/dev/null || die "$* missing and no apt-get to install it"
+  [[ $EUID -eq 0 ]] || die "$* missing; install it (apt-get install $*) or run as root"
+  if ((apt_updated == 0)); then apt-get update -q >/dev/null; apt_updated=1; fi
+  log "installing Debian packages: $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null \
+    || die "apt-get install $* failed"
+}
+
+# Major version of the java binary $1 (17, 21, 25, ...), or fail.
+java_major() {
+  "$1" -XshowSettings:properties -version 2>&1 | awk -F' = ' '/java.specification.version/ {print $2; exit}'
+}
+
+# A JDK (java + javac) with JAVA_MIN <= major <= JAVA_MAX; prints its java path.
+find_jdk() {
+  local candidates=() c m
+  [[ "$ENGINE" == opensearch3 && -n "${F4A_JAVA3_HOME:-}" ]] && candidates+=("$F4A_JAVA3_HOME/bin/java")
+  [[ -n "${JAVA_HOME:-}" ]] && candidates+=("$JAVA_HOME/bin/java")
+  candidates+=(/usr/lib/jvm/java-17-openjdk-amd64/bin/java /usr/lib/jvm/java-17-openjdk-arm64/bin/java)
+  candidates+=(/usr/lib/jvm/temurin-25-jdk-amd64/bin/java /usr/lib/jvm/*/bin/java)
+  command -v java >/dev/null && candidates+=("$(readlink -f "$(command -v java)")")
+  for c in "${candidates[@]}"; do
+    [[ -x "$c" && -x "$(dirname "$c")/javac" ]] || continue
+    m="$(java_major "$c")" || continue
+    [[ "$m" =~ ^[0-9]+$ ]] || continue
+    if ((m >= JAVA_MIN && m <= JAVA_MAX)); then echo "$c"; return 0; fi
+  done
+  return 1
+}
+
+install_venv() {
+  if venv_installed; then
+    log "venv already installed ($VENV)"
     return 0
   fi
   command -v "$PYTHON" >/dev/null || die "$PYTHON not found (set PYTHON=/path/to/python3.11)"
@@ -109,6 +210,69 @@ cmd_install() {
   echo "$bin" >"$OSMEM_BIN_FILE"
   stamp_value >"$STAMP"
   log "installed: localstack-core 4.9.2, osmem-server $("$bin" -version 2>&1 | head -1)"
+}
+
+# Resolve the node's jars into $M2 (Maven Central the first time, offline after), compile the
+# launcher against them, write the argfile that `java` runs it with.
+install_engine() {
+  [[ "$ENGINE" == osmem ]] && return 0
+  if engine_installed; then
+    log "OpenSearch $OS_VERSION launcher already built ($OS_DIR)"
+    return 0
+  fi
+  local java jhome release t0=$SECONDS
+  if ! java="$(find_jdk)"; then
+    if [[ "$ENGINE" == opensearch3 ]]; then
+      die "OpenSearch $OS_VERSION needs a JDK $JAVA_MIN or newer (java + javac); none found. Set F4A_JAVA3_HOME (e.g. /usr/lib/jvm/temurin-25-jdk-amd64)"
+    fi
+    apt_install openjdk-17-jdk-headless
+    java="$(find_jdk)" || die "no JDK $JAVA_MIN..$JAVA_MAX found after installing openjdk-17-jdk-headless"
+  fi
+  jhome="$(dirname "$(dirname "$java")")"
+  command -v mvn >/dev/null || apt_install maven
+  release="$(java_major "$java")"
+  log "building the OpenSearch $OS_VERSION launcher with $jhome (JDK $release)"
+  mkdir -p "$OS_DIR" "$M2"
+  rm -rf "$OS_DIR/classes" "$OS_DIR/stamp"
+  # -o when everything is already in $M2 keeps a rebuild offline; the first run downloads.
+  local mvn_args=(-B -q -f "$LAUNCHER_DIR/pom.xml" "-Dmaven.repo.local=$M2" "-Dopensearch.version=$OS_VERSION"
+    dependency:build-classpath "-Dmdep.outputFile=$OS_DIR/classpath.txt")
+  if ! JAVA_HOME="$jhome" mvn -o "${mvn_args[@]}" >"$OS_DIR/mvn.log" 2>&1; then
+    log "resolving OpenSearch $OS_VERSION from Maven Central into $M2 (first time only)"
+    JAVA_HOME="$jhome" mvn "${mvn_args[@]}" >"$OS_DIR/mvn.log" 2>&1 \
+      || { tail -30 "$OS_DIR/mvn.log" >&2; die "Maven could not resolve OpenSearch $OS_VERSION (log: $OS_DIR/mvn.log)"; }
+  fi
+  # The classes are compiled for this version (its Node constructor, its class files).
+  "$jhome/bin/javac" --release "$release" -nowarn -Xlint:none -encoding UTF-8 \
+    -cp "$(cat "$OS_DIR/classpath.txt")" -d "$OS_DIR/classes" "$LAUNCHER_SRC" 2>"$OS_DIR/javac.log" \
+    || { cat "$OS_DIR/javac.log" >&2; die "compiling $LAUNCHER_SRC failed"; }
+  # java @argfile: JVM options and the classpath; callers add the heap before it and the
+  # launcher's own arguments after it. The -D options are the distribution's jvm.options ones
+  # that matter for an embedded node.
+  {
+    ((release >= 21)) && echo "--enable-native-access=ALL-UNNAMED"
+    echo "-XX:+UseG1GC"
+    echo "-XX:-OmitStackTraceInFastThrow"
+    echo "-Dfile.encoding=UTF-8"
+    echo "-Djava.awt.headless=true"
+    echo "-Djna.nosys=true"
+    echo "-Dio.netty.noUnsafe=true"
+    echo "-Dio.netty.noKeySetOptimization=true"
+    echo "-Dio.netty.recycler.maxCapacityPerThread=0"
+    echo "-Dlog4j.shutdownHookEnabled=false"
+    echo "-Dlog4j2.disable.jmx=true"
+    echo "-cp"
+    echo "\"$OS_DIR/classes:$(cat "$OS_DIR/classpath.txt")\""
+    echo "f4a.OpenSearchLauncher"
+  } >"$OS_DIR/java.args"
+  echo "$java" >"$OS_DIR/java"
+  engine_stamp_value "$java" >"$OS_DIR/stamp"
+  log "OpenSearch $OS_VERSION launcher built in $((SECONDS - t0)) s ($(tr ':' '\n' <"$OS_DIR/classpath.txt" | wc -l) jars in $M2)"
+}
+
+cmd_install() {
+  install_venv
+  install_engine
 }
 
 # Start "$1" (name) in its own session in the background, logging to $LOGS/$1.log.
@@ -185,23 +349,45 @@ PY
   log "LocalStack ready at $LS_URL"
 }
 
-start_osmem() {
-  if os_healthy; then
-    log "osmem already running at $OS_URL"
-    return 0
+start_search() {
+  local want have
+  want="$(expected_identity)"
+  if es_healthy; then
+    have="$(es_identity || echo unknown)"
+    if [[ "$have" == "$want" ]]; then
+      log "$have already running at $ES_URL_LOCAL"
+      return 0
+    fi
+    live_pid search >/dev/null \
+      || die "$ES_URL_LOCAL answers as '$have', not '$want', and was not started by this script (stop it, or set F4A_ES_PORT)"
+    log "$have is running at $ES_URL_LOCAL; replacing it with $want"
+    stop_one search
   fi
-  if ! live_pid osmem >/dev/null; then
-    log "starting osmem-server on $OS_URL (log: $LOGS/osmem.log)"
-    # -no-stdin-watch: by default osmem exits when its stdin closes.
-    spawn osmem "$(cat "$OSMEM_BIN_FILE")" -addr "127.0.0.1:$OSMEM_PORT" -no-stdin-watch
+  if ! live_pid search >/dev/null; then
+    : >"$LOGS/search.log"
+    if [[ "$ENGINE" == osmem ]]; then
+      log "starting osmem-server on $ES_URL_LOCAL (log: $LOGS/search.log)"
+      # -no-stdin-watch: by default osmem exits when its stdin closes.
+      spawn search "$(cat "$OSMEM_BIN_FILE")" -addr "127.0.0.1:$ES_PORT" -no-stdin-watch
+    else
+      if [[ "${F4A_KEEP_DATA:-0}" != 1 ]]; then rm -rf "$NODE_HOME/data"; fi
+      mkdir -p "$NODE_HOME"
+      log "starting OpenSearch $OS_VERSION on $ES_URL_LOCAL, heap $ES_HEAP (home $NODE_HOME, log: $LOGS/search.log)"
+      spawn search "$(cat "$OS_DIR/java")" "-Xms$ES_HEAP" "-Xmx$ES_HEAP" "@$OS_DIR/java.args" \
+        --home "$NODE_HOME" --port "$ES_PORT"
+    fi
+    echo "$ENGINE" >"$RUN/search.engine"
   fi
-  wait_for osmem os_healthy
-  log "osmem ready at $OS_URL"
+  local t0=$SECONDS
+  wait_for search es_healthy
+  have="$(es_identity || echo unknown)"
+  [[ "$have" == "$want" ]] || die "$ES_URL_LOCAL answers as '$have', expected '$want'"
+  log "$have ready at $ES_URL_LOCAL (up in $((SECONDS - t0)) s)"
 }
 
 cmd_start() {
   cmd_install
-  start_osmem
+  start_search
   start_localstack
 }
 
@@ -211,7 +397,7 @@ stop_one() {
     log "stopping $name (pid $pid)"
     # Negative pid = the whole process group created by setsid.
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 30); do
+    for _ in $(seq 1 60); do
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.5
     done
@@ -227,7 +413,10 @@ stop_one() {
 
 cmd_stop() {
   stop_one localstack
-  stop_one osmem
+  stop_one search
+  rm -f "$RUN/search.engine"
+  # osmem started by an older version of this script.
+  if [[ -f "$RUN/osmem.pid" ]]; then stop_one osmem; fi
 }
 
 cmd_status() {
@@ -240,28 +429,40 @@ cmd_status() {
   else
     echo "localstack: down $LS_URL"; rc=1
   fi
-  if os_healthy; then
-    pid="$(live_pid osmem || echo external)"
-    echo "osmem:      up   $OS_URL (pid $pid)"
+  if es_healthy; then
+    pid="$(live_pid search || echo external)"
+    echo "search:     up   $ES_URL_LOCAL $(es_identity || echo '?') (pid $pid)"
+    [[ "$(es_identity || true)" == "$(expected_identity)" ]] \
+      || { echo "  F4A_ENGINE=$ENGINE expects $(expected_identity)"; rc=1; }
   else
-    echo "osmem:      down $OS_URL"; rc=1
+    echo "search:     down $ES_URL_LOCAL (F4A_ENGINE=$ENGINE)"; rc=1
   fi
-  if is_installed; then echo "installed:  $VENV"; else echo "installed:  no (run: scripts/stack.sh install)"; rc=1; fi
+  if is_installed; then echo "installed:  $VENV${OS_VERSION:+, OpenSearch $OS_VERSION in $OS_DIR}"; else echo "installed:  no (run: scripts/stack.sh install)"; rc=1; fi
   return $rc
 }
 
 cmd_env() {
-  is_installed || die "stack not installed; run: scripts/stack.sh install"
+  is_installed || die "stack not installed for F4A_ENGINE=$ENGINE; run: scripts/stack.sh install"
   cat <<ENV
 export AWS_ENDPOINT_URL=$LS_URL
 export AWS_REGION=us-east-1
 export AWS_DEFAULT_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=test
 export AWS_SECRET_ACCESS_KEY=test
-export ES_URL=$OS_URL
-export OSMEM_BIN=$(cat "$OSMEM_BIN_FILE")
+export ES_URL=$ES_URL_LOCAL
+export F4A_ENGINE=$ENGINE
+export F4A_OSMEM_BIN=$(cat "$OSMEM_BIN_FILE")
 export F4A_VENV=$VENV
 ENV
+  if [[ "$ENGINE" != osmem ]]; then
+    # Tests start private nodes with: $F4A_OPENSEARCH_JAVA -Xms.. -Xmx.. @$F4A_OPENSEARCH_ARGS --home DIR ...
+    cat <<ENV
+export F4A_OPENSEARCH_VERSION=$OS_VERSION
+export F4A_OPENSEARCH_JAVA=$(cat "$OS_DIR/java")
+export F4A_OPENSEARCH_ARGS=$OS_DIR/java.args
+export F4A_ES_HEAP=$ES_HEAP
+ENV
+  fi
 }
 
 case "${1:-}" in

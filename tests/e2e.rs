@@ -1,6 +1,7 @@
-//! End-to-end tests: the real worker binary against the real LocalStack (S3, SQS, Firehose) and a
-//! real search server (osmem). Each test builds its own bucket, queue and search server, and
-//! asserts what a user can observe: documents in the index, messages left in the queues, exit codes.
+//! End-to-end tests: the real worker binary against the real LocalStack (S3, SQS, Firehose) and the
+//! search engine of `F4A_ENGINE` (a real OpenSearch node by default). Each test builds its own
+//! bucket, queue and index names on the shared node, and asserts what a user can observe:
+//! documents in the index, messages left in the queues, exit codes.
 
 mod common;
 
@@ -113,17 +114,18 @@ async fn firehose_to_index() {
 
     run_until_idle(&w.env(), MINUTE * 2).await;
 
-    assert_eq!(w.es.count("f4a-*").await, 300);
-    let docs = w.es.all_docs("f4a-*").await;
+    assert_eq!(w.es.count(&w.all()).await, 300);
+    let docs = w.es.all_docs(&w.all()).await;
     let d = &docs[0]["_source"];
     assert_eq!(d["aws"]["s3"]["bucket"]["name"], w.bucket.as_str());
     let key = d["aws"]["s3"]["object"]["key"].as_str().unwrap();
     assert!(key.starts_with("20"), "Firehose date-based key: {key}");
     assert!(d["xmeas_1"].is_number() && d["xmv_11"].is_number());
     assert!(d["event"]["ingested"].is_string() && d["log"]["offset"].is_number());
-    assert!(docs
-        .iter()
-        .all(|d| d["_index"].as_str().unwrap().starts_with("f4a-2026.11.2")));
+    assert!(docs.iter().all(|d| d["_index"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{}-2026.11.2", w.prefix))));
     assert_eq!(
         w.aws.depth(&w.queue_url).await,
         (0, 0),
@@ -141,8 +143,8 @@ async fn every_fixture_format() {
     }
     run_until_idle(&w.env(), MINUTE * 3).await;
 
-    let indexed = by_key(&w.es.all_docs("f4a-2*").await);
-    let dead = by_key(&w.es.all_docs("f4a-dead-letter").await);
+    let indexed = by_key(&w.es.all_docs(&w.data()).await);
+    let dead = by_key(&w.es.all_docs(&w.dead()).await);
     for (name, f) in fixtures {
         let key = format!("in/{name}");
         assert_eq!(
@@ -159,7 +161,7 @@ async fn every_fixture_format() {
     // Per-day indices follow each record's own timestamp.
     let te = &fixtures["te-process.ndjson.gz"]["by_utc_date"];
     for (day, n) in te.as_object().unwrap() {
-        let docs = w.es.all_docs(&format!("f4a-{day}")).await;
+        let docs = w.es.all_docs(&w.index(day)).await;
         let te_docs = docs
             .iter()
             .filter(|d| d["_source"]["aws"]["s3"]["object"]["key"] == "in/te-process.ndjson.gz")
@@ -167,7 +169,7 @@ async fn every_fixture_format() {
         assert_eq!(te_docs as u64, n.as_u64().unwrap(), "te records of {day}");
     }
     // Dead-letter entries say why, and where the record came from.
-    for d in w.es.all_docs("f4a-dead-letter").await {
+    for d in w.es.all_docs(&w.dead()).await {
         let s = &d["_source"];
         assert!(!s["error"]["message"].as_str().unwrap().is_empty());
         assert!(s["log"]["offset"].is_number());
@@ -229,7 +231,7 @@ async fn envelopes_odd_keys_and_ignored_messages() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     run_until_idle(&env, MINUTE).await;
 
-    let docs = w.es.all_docs("f4a-*").await;
+    let docs = w.es.all_docs(&w.all()).await;
     let keys = by_key(&docs);
     assert_eq!(keys.get(key), Some(&3), "URL-encoded key decoded: {keys:?}");
     assert_eq!(keys.get("sns/obj.json"), Some(&4));
@@ -256,7 +258,7 @@ async fn redelivery_does_not_duplicate() {
     let body = w.aws.peek_bodies(&w.queue_url).await.pop().unwrap();
     run_until_idle(&w.env(), MINUTE).await;
     let first: Vec<String> =
-        w.es.all_docs("f4a-*")
+        w.es.all_docs(&w.all())
             .await
             .iter()
             .map(|d| d["_id"].as_str().unwrap().to_string())
@@ -266,7 +268,7 @@ async fn redelivery_does_not_duplicate() {
     w.aws.send(&w.queue_url, &body).await;
     run_until_idle(&w.env(), MINUTE).await;
     let mut second: Vec<String> =
-        w.es.all_docs("f4a-*")
+        w.es.all_docs(&w.all())
             .await
             .iter()
             .map(|d| d["_id"].as_str().unwrap().to_string())
@@ -294,10 +296,10 @@ async fn refused_documents_are_dead_lettered_with_the_reason() {
     let body: String = records.iter().map(|r| format!("{r}\n")).collect();
     w.put_and_wait("mixed.json", body.into_bytes()).await;
     let mut env = w.env();
-    env.insert("ES_INDEX".into(), "logs".into());
+    env.insert("ES_INDEX".into(), w.index("logs"));
     run_until_idle(&env, MINUTE).await;
 
-    let docs = w.es.all_docs("logs").await;
+    let docs = w.es.all_docs(&w.index("logs")).await;
     let by_i: HashMap<i64, Value> = docs
         .iter()
         .map(|d| (d["_source"]["i"].as_i64().unwrap(), d["_source"].clone()))
@@ -319,12 +321,12 @@ async fn refused_documents_are_dead_lettered_with_the_reason() {
         assert_eq!(d["aws"]["s3"]["object"]["key"], "mixed.json");
         assert!(d["log"]["offset"].is_number() && d["event"]["ingested"].is_string());
     }
-    let dead = w.es.all_docs("f4a-dead-letter").await;
+    let dead = w.es.all_docs(&w.dead()).await;
     assert_eq!(dead.len(), 1);
     let d = &dead[0]["_source"];
     assert_eq!(d["error"]["type"], "mapper_parsing_exception");
     assert_eq!(d["f4a"]["stage"], "index");
-    assert_eq!(d["f4a"]["target_index"], "logs");
+    assert_eq!(d["f4a"]["target_index"], w.index("logs").as_str());
     assert!(d["event"]["original"]
         .as_str()
         .unwrap()
@@ -348,7 +350,7 @@ async fn sigterm_mid_object_exits_zero_and_restart_completes() {
     env.insert("SHUTDOWN_TIMEOUT_SECS".into(), "4".into());
     let mut worker = Worker::spawn(&env, &[]);
     assert!(
-        w.es.wait_count("f4a-*", 200, MINUTE).await >= 200,
+        w.es.wait_count(&w.all(), 200, MINUTE).await >= 200,
         "indexing started; log:\n{}",
         worker.log_text()
     );
@@ -358,7 +360,7 @@ async fn sigterm_mid_object_exits_zero_and_restart_completes() {
     let took = started.elapsed();
     assert_eq!(code, 0, "log:\n{}", worker.log_text());
     assert!(took <= Duration::from_secs(5), "exited after {took:?}");
-    let partial = w.es.count("f4a-*").await;
+    let partial = w.es.count(&w.all()).await;
     assert!(partial < n as u64, "stopped mid-object ({partial})");
     // The unfinished message went back to the queue at once (visibility 0).
     assert_eq!(
@@ -369,7 +371,7 @@ async fn sigterm_mid_object_exits_zero_and_restart_completes() {
     );
 
     run_until_idle(&w.env(), MINUTE * 2).await;
-    let docs = w.es.all_docs("f4a-*").await;
+    let docs = w.es.all_docs(&w.all()).await;
     assert_eq!(docs.len(), n, "every record exactly once");
     let mut seen: Vec<i64> = docs
         .iter()
@@ -552,15 +554,15 @@ async fn added_fields_never_make_a_document_unindexable() {
     ];
     // One object per record, in order, so each arrives after the previous one set the mapping.
     let mut env = w.env();
-    env.insert("ES_INDEX".into(), "issue9".into());
+    env.insert("ES_INDEX".into(), w.index("issue9"));
     for (k, r) in records.iter().enumerate() {
         w.put_and_wait(&format!("r{k}.json"), format!("{r}\n").into_bytes())
             .await;
         run_until_idle(&env, MINUTE).await;
     }
-    let docs = w.es.all_docs("issue9").await;
+    let docs = w.es.all_docs(&w.index("issue9")).await;
     assert_eq!(docs.len(), 6, "all indexed");
-    assert_eq!(w.es.count("f4a-dead-letter").await, 0, "none dead-lettered");
+    assert_eq!(w.es.count(&w.dead()).await, 0, "none dead-lettered");
     let by_i: HashMap<i64, Value> = docs
         .iter()
         .map(|d| (d["_source"]["i"].as_i64().unwrap(), d["_source"].clone()))
@@ -584,7 +586,7 @@ async fn added_fields_never_make_a_document_unindexable() {
     let (_, hits) =
         w.es.request(
             reqwest::Method::POST,
-            "/issue9/_search",
+            &format!("/{}/_search", w.index("issue9")),
             Some(json!({"query": {"match": {"event.value": "login"}}})),
         )
         .await;
@@ -593,4 +595,60 @@ async fn added_fields_never_make_a_document_unindexable() {
         Some(1),
         "{hits}"
     );
+}
+
+/// The harness's private node, which tests that break or restart their cluster use: its own
+/// settings, SIGKILL and SIGTERM, and a restart on the same data path and port that keeps what
+/// the node acknowledged (a real node; osmem takes no settings and keeps nothing).
+#[tokio::test(flavor = "multi_thread")]
+async fn private_node_takes_settings_and_restarts_on_its_data_path() {
+    let mut node = PrivateNode::start(&[
+        ("thread_pool.write.size", "1"),
+        ("thread_pool.write.queue_size", "2"),
+    ])
+    .await;
+    let url = node.url.clone();
+    for i in 0..3 {
+        let (status, v) = node
+            .es
+            .request(
+                reqwest::Method::PUT,
+                &format!("/kept/_doc/{i}"),
+                Some(json!({"i": i})),
+            )
+            .await;
+        assert!(status == 200 || status == 201, "{status} {v}");
+    }
+    assert_eq!(node.es.count("kept").await, 3);
+    if !node.persistent() {
+        return;
+    }
+    let (_, pool) = node
+        .es
+        .request(
+            reqwest::Method::GET,
+            "/_cat/thread_pool/write?format=json&h=size,queue_size",
+            None,
+        )
+        .await;
+    assert_eq!(pool[0]["size"], "1", "{pool}");
+    assert_eq!(pool[0]["queue_size"], "2", "{pool}");
+
+    node.kill().await;
+    assert!(
+        reqwest::get(format!("{url}/")).await.is_err(),
+        "the node is gone after SIGKILL"
+    );
+    node.restart().await;
+    assert_eq!(node.url, url, "same port after the restart");
+    assert_eq!(
+        node.es.count("kept").await,
+        3,
+        "acknowledged documents survive SIGKILL"
+    );
+
+    node.stop().await;
+    node.restart().await;
+    assert_eq!(node.es.count("kept").await, 3, "and a clean stop");
+    assert!(node.data_path().is_dir());
 }

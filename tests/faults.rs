@@ -1,5 +1,5 @@
-//! Delivery guarantees under faults (issue 4): the real worker binary against LocalStack and a
-//! private osmem, with the fault-injecting proxy of `common::proxy` in between. Every scenario
+//! Delivery guarantees under faults (issue 4): the real worker binary against LocalStack and the
+//! shared search engine (a real OpenSearch node by default), with the fault-injecting proxy of `common::proxy` in between. Every scenario
 //! asserts on what a user can observe afterwards — the documents in the index (each record exactly
 //! once, or in the dead-letter index with its reason) and the messages left in the queues — and on
 //! the proxy's counters (attempts, connections, documents per second), never on log lines alone.
@@ -15,8 +15,6 @@ use common::*;
 use serde_json::{json, Value};
 
 const MINUTE: Duration = Duration::from_secs(60);
-const DATA: &str = "f4a-2*";
-const DEAD: &str = "f4a-dead-letter";
 
 async fn world_with_proxy(name: &str) -> (World, Proxy) {
     let w = World::new(name).await;
@@ -37,7 +35,7 @@ fn env_via(w: &World, p: &Proxy, extra: &[(&str, &str)]) -> HashMap<String, Stri
 
 /// Asserts the data indices hold exactly the records `(key, i)` expected, each once.
 async fn assert_exactly_once(w: &World, expected: &[(&str, usize)]) {
-    let docs = w.es.all_docs(DATA).await;
+    let docs = w.es.all_docs(&w.data()).await;
     let total: usize = expected.iter().map(|(_, n)| n).sum();
     let mut seen = HashSet::new();
     let mut ids = HashSet::new();
@@ -69,22 +67,13 @@ async fn assert_exactly_once(w: &World, expected: &[(&str, usize)]) {
 fn watch_first_empty(w: &World) -> tokio::task::JoinHandle<Option<u64>> {
     let aws = w.aws.clone();
     let queue = w.queue_url.clone();
-    let es = w.es.url.clone();
+    let es = w.es.clone();
+    let data = w.data();
     tokio::spawn(async move {
-        let http = reqwest::Client::new();
         let deadline = Instant::now() + 5 * MINUTE;
         while Instant::now() < deadline {
             if aws.depth(&queue).await == (0, 0) {
-                let _ = http.post(format!("{es}/_refresh")).send().await;
-                let v: Value = http
-                    .get(format!("{es}/{DATA}/_count"))
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-                return v["count"].as_u64();
+                return Some(es.count(&data).await);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -162,8 +151,9 @@ async fn item_failures_retry_only_failed_items_and_dead_letter_permanent_ones() 
     const REASON: &str = "failed to parse field [msg] of type [long] in document";
     // i % 10 == 1: rejected (429) on the first two attempts; i % 10 == 3: mapping error (400)
     // for good; i % 10 == 5: 409 (the document is forwarded, so it is there).
-    p.state.set_item_rule(|c| {
-        if c.index == DEAD {
+    let dead_index = w.dead();
+    p.state.set_item_rule(move |c| {
+        if c.index == dead_index {
             return None;
         }
         match c.source["i"].as_u64()? % 10 {
@@ -178,7 +168,7 @@ async fn item_failures_retry_only_failed_items_and_dead_letter_permanent_ones() 
     log_has_no_panic(&log);
 
     // Indexed: everything but the permanent failures, once.
-    let docs = w.es.all_docs(DATA).await;
+    let docs = w.es.all_docs(&w.data()).await;
     let mut indexed: Vec<u64> = docs
         .iter()
         .map(|d| d["_source"]["i"].as_u64().unwrap())
@@ -188,7 +178,7 @@ async fn item_failures_retry_only_failed_items_and_dead_letter_permanent_ones() 
     assert_eq!(indexed, expected);
 
     // Dead-lettered: the permanent ones, with the cluster's reason, the original, the provenance.
-    let dead = w.es.all_docs(DEAD).await;
+    let dead = w.es.all_docs(&w.dead()).await;
     assert_eq!(dead.len(), n / 10);
     for d in &dead {
         let s = &d["_source"];
@@ -198,7 +188,7 @@ async fn item_failures_retry_only_failed_items_and_dead_letter_permanent_ones() 
         assert!(s["f4a"]["target_index"]
             .as_str()
             .unwrap()
-            .starts_with("f4a-2026"));
+            .starts_with(&format!("{}-2026", w.prefix)));
         let original: Value = serde_json::from_str(s["event"]["original"].as_str().unwrap())
             .expect("event.original is the document");
         assert_eq!(original["i"].as_u64().unwrap() % 10, 3);
@@ -301,7 +291,11 @@ async fn cluster_down_then_back_keeps_message_and_finishes() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     assert!(received, "the worker received the message");
-    assert_eq!(w.es.count(DATA).await, 0, "nothing reached the cluster");
+    assert_eq!(
+        w.es.count(&w.data()).await,
+        0,
+        "nothing reached the cluster"
+    );
     let body = degraded.unwrap_or_else(|| {
         panic!(
             "/readyz never reported degraded; log:\n{}",
@@ -387,7 +381,7 @@ async fn sigterm_with_slow_cluster_exits_in_time_and_restart_is_exactly_once() {
     );
     let mut worker = Worker::spawn(&env, &[]);
     assert!(
-        w.es.wait_count(DATA, 200, MINUTE).await >= 200,
+        w.es.wait_count(&w.data(), 200, MINUTE).await >= 200,
         "indexing started; log:\n{}",
         worker.log_text()
     );
@@ -400,7 +394,7 @@ async fn sigterm_with_slow_cluster_exits_in_time_and_restart_is_exactly_once() {
         took <= Duration::from_secs(shutdown_secs + 1),
         "exited after {took:?}"
     );
-    assert!(w.es.count(DATA).await < n as u64, "stopped mid-object");
+    assert!(w.es.count(&w.data()).await < n as u64, "stopped mid-object");
     assert_eq!(
         w.aws
             .wait_visible(&w.queue_url, 1, Duration::from_secs(5))
@@ -438,14 +432,14 @@ async fn sigkill_mid_batch_then_redelivery_is_exactly_once() {
     );
     let mut worker = Worker::spawn(&env, &[]);
     assert!(
-        w.es.wait_count(DATA, 200, MINUTE).await >= 200,
+        w.es.wait_count(&w.data(), 200, MINUTE).await >= 200,
         "indexing started; log:\n{}",
         worker.log_text()
     );
     worker.signal("KILL");
     let code = worker.wait(Duration::from_secs(5)).await;
     assert_ne!(code, 0);
-    let partial = w.es.count(DATA).await;
+    let partial = w.es.count(&w.data()).await;
     assert!(partial < n as u64, "killed mid-object ({partial})");
     // Nobody released it: it comes back when its visibility timeout ends.
     assert_eq!(
@@ -529,7 +523,7 @@ async fn heartbeat_keeps_a_long_message_from_a_second_worker() {
     ];
     let started = Instant::now();
     let mut a = Worker::spawn(&env_via(&w, &p, &extra), &["--exit-when-idle"]);
-    assert!(w.es.wait_count(DATA, 1, MINUTE).await >= 1);
+    assert!(w.es.wait_count(&w.data(), 1, MINUTE).await >= 1);
     // A second task polls the same queue all along.
     let mut b = Worker::spawn(&env_via(&w, &p, &extra), &[]);
     assert_eq!(a.wait(2 * MINUTE).await, 0, "log:\n{}", a.log_text());
@@ -672,8 +666,8 @@ async fn bad_input_corpus_dead_letters_or_redrives_and_keeps_good_records() {
         peak >> 20
     );
 
-    let docs = w.es.all_docs(DATA).await;
-    let dead = w.es.all_docs(DEAD).await;
+    let docs = w.es.all_docs(&w.data()).await;
+    let dead = w.es.all_docs(&w.dead()).await;
     let of = |docs: &[Value], key: &str| -> Vec<Value> {
         docs.iter()
             .filter(|d| d["_source"]["aws"]["s3"]["object"]["key"] == key)
@@ -800,7 +794,8 @@ async fn secrets_never_appear_in_logs() {
     let (w, p) = world_with_proxy("secret").await;
     let verbose = "debug,aws=info,aws_smithy_runtime=info,aws_smithy_runtime_api=info,aws_config=info,aws_sdk_sqs=info,aws_sdk_s3=info,elasticsearch=trace,reqwest=trace,hyper=trace,hyper_util=trace";
 
-    // Basic auth, accepted (osmem ignores it), JSON logs at debug.
+    // Basic auth, accepted (neither the test node, without a security plugin, nor osmem checks
+    // it), JSON logs at debug.
     w.put_and_wait("a.json", ndjson(20, "a")).await;
     let env = env_via(
         &w,
@@ -814,7 +809,7 @@ async fn secrets_never_appear_in_logs() {
     );
     let log = run_until_idle(&env, MINUTE).await;
     assert_secret_free(&log);
-    assert_eq!(w.es.count(DATA).await, 20);
+    assert_eq!(w.es.count(&w.data()).await, 20);
     assert!(
         p.state
             .auth_headers
@@ -839,13 +834,17 @@ async fn secrets_never_appear_in_logs() {
     );
     let mut worker = Worker::spawn(&env, &["--exit-when-idle"]);
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(w.es.count(DATA).await, 20, "nothing indexed while refused");
+    assert_eq!(
+        w.es.count(&w.data()).await,
+        20,
+        "nothing indexed while refused"
+    );
     p.state.unauthorized.store(false, Ordering::SeqCst);
     assert_eq!(worker.wait(MINUTE).await, 0);
     let log = worker.log_text();
     assert!(log.contains("401"), "the refusals are logged:\n{log}");
     assert_secret_free(&log);
-    assert_eq!(w.es.count(DATA).await, 40);
+    assert_eq!(w.es.count(&w.data()).await, 40);
     assert!(p
         .state
         .auth_headers
@@ -894,7 +893,7 @@ async fn tls_is_verified_by_default_and_es_ca_cert_trusts_a_private_ca() {
         0,
         "no request got through"
     );
-    assert_eq!(w.es.count(DATA).await, 0);
+    assert_eq!(w.es.count(&w.data()).await, 0);
     assert_eq!(w.aws.depth(&w.queue_url).await, (0, 1), "message kept");
     worker.signal("TERM");
     assert_eq!(worker.wait(Duration::from_secs(30)).await, 0);

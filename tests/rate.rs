@@ -193,6 +193,6 @@ async fn adaptive_rate_settles_at_cluster_capacity() {
         "accepted mean {mean:.0} vs capacity {capacity}"
     );
     // Every record once.
-    assert_eq!(w.es.count("f4a-*").await, total as u64);
+    assert_eq!(w.es.count(&w.all()).await, total as u64);
     assert_eq!(w.aws.depth(&w.queue_url).await, (0, 0));
 }

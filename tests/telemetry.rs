@@ -298,7 +298,7 @@ async fn traced_run(protocol: &str, endpoint: &str, received: &Shared) {
         "{}",
         worker.log_text()
     );
-    assert_eq!(w.es.count("f4a-*").await, n as u64);
+    assert_eq!(w.es.count(&w.all()).await, n as u64);
 
     let r = received.lock().unwrap();
     let log = worker.log_text();
@@ -493,7 +493,7 @@ async fn no_endpoint_no_export_no_error() {
     let env = w.env();
     assert!(!env.contains_key("OTEL_EXPORTER_OTLP_ENDPOINT"));
     let log = run_until_idle(&env, Duration::from_secs(60)).await;
-    assert_eq!(w.es.count("f4a-*").await, 5);
+    assert_eq!(w.es.count(&w.all()).await, 5);
     assert!(
         !log.contains("ERROR") && !log.contains("OpenTelemetry"),
         "{log}"

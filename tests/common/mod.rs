@@ -1,11 +1,22 @@
-//! Test harness shared by the integration tests: the real LocalStack (started by `make test`),
-//! a private osmem-server per test, unique AWS resources per test, and the real worker binary.
+//! Test harness shared by the integration tests: the real LocalStack and the shared search
+//! engine (both started by `make test`), private search nodes for tests that break or restart
+//! their cluster, unique AWS resources and index names per test, and the real worker binary.
 //!
 //! Nothing here is mocked. The environment comes from `scripts/stack.sh env`:
-//! `AWS_ENDPOINT_URL` (LocalStack) and `OSMEM_BIN` (the search server binary).
+//! `AWS_ENDPOINT_URL` (LocalStack), `ES_URL` (the shared engine), `F4A_ENGINE` (`opensearch`,
+//! `opensearch3` or `osmem`), and for private nodes `F4A_OPENSEARCH_JAVA` + `F4A_OPENSEARCH_ARGS`
+//! (a real OpenSearch node, `scripts/opensearch/`) or `F4A_OSMEM_BIN` (the in-memory double).
+//!
+//! A real engine makes documents searchable only after a refresh: [`SearchServer::count`] and
+//! [`SearchServer::all_docs`] refresh the indices they read first.
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod search;
+
+// Not every suite uses every item.
+#[allow(unused_imports)]
+pub use search::{engine, shared_es_url, Engine, PrivateNode, SearchServer};
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -15,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::QueueAttributeName;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::process::{Child, Command};
 
 pub const REGION: &str = "us-east-1";
@@ -43,125 +54,6 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
-}
-
-/// A private osmem-server on a free port, killed on drop.
-pub struct SearchServer {
-    child: std::process::Child,
-    pub url: String,
-    http: reqwest::Client,
-}
-
-impl SearchServer {
-    pub async fn start() -> SearchServer {
-        let bin = std::env::var("OSMEM_BIN")
-            .expect("OSMEM_BIN is not set: run the integration tests with `make test`");
-        let port = free_port();
-        let child = std::process::Command::new(&bin)
-            .args(["-addr", &format!("127.0.0.1:{port}"), "-no-stdin-watch"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
-        let s = SearchServer {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = s
-                .http
-                .get(format!("{}/_cluster/health", s.url))
-                .send()
-                .await
-            {
-                if r.status().is_success() {
-                    return s;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "osmem-server did not start on port {port}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    pub async fn request(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut r = self.http.request(method, format!("{}{path}", self.url));
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.expect("search server request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    pub async fn refresh(&self) {
-        self.request(reqwest::Method::POST, "/_refresh", None).await;
-    }
-
-    /// Documents in `index` (a name or pattern), 0 if it does not exist.
-    pub async fn count(&self, index: &str) -> u64 {
-        self.refresh().await;
-        let (status, v) = self
-            .request(reqwest::Method::GET, &format!("/{index}/_count"), None)
-            .await;
-        if status == 404 {
-            return 0;
-        }
-        v["count"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("count of {index}: {status} {v}"))
-    }
-
-    /// All documents of `index` (up to 10,000) with `_id`, `_index` and `_source`.
-    pub async fn all_docs(&self, index: &str) -> Vec<Value> {
-        self.refresh().await;
-        let (status, v) = self
-            .request(
-                reqwest::Method::POST,
-                &format!("/{index}/_search"),
-                Some(json!({"size": 10000, "query": {"match_all": {}}})),
-            )
-            .await;
-        if status == 404 {
-            return vec![];
-        }
-        v["hits"]["hits"]
-            .as_array()
-            .cloned()
-            .unwrap_or_else(|| panic!("search {index}: {status} {v}"))
-    }
-
-    /// Waits until `index` holds at least `n` documents.
-    pub async fn wait_count(&self, index: &str, n: u64, timeout: Duration) -> u64 {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let c = self.count(index).await;
-            if c >= n || Instant::now() > deadline {
-                return c;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-}
-
-impl Drop for SearchServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// AWS clients pointed at LocalStack.
@@ -369,13 +261,17 @@ impl Aws {
     }
 }
 
-/// One test's world: a private search server, a queue with a DLQ, a bucket notifying the queue.
+/// One test's world: a queue with a DLQ, a bucket notifying the queue, and index names of its
+/// own on the shared search engine (`{prefix}-%Y.%m.%d` and `{prefix}-dead-letter`), removed
+/// when the world is dropped (kept when the test failed).
 pub struct World {
     pub aws: Aws,
     pub es: SearchServer,
     pub bucket: String,
     pub queue_url: String,
     pub dlq_url: String,
+    /// Prefix of every index this world's worker writes.
+    pub prefix: String,
 }
 
 impl World {
@@ -385,7 +281,7 @@ impl World {
 
     pub async fn with_max_receive(name: &str, max_receive: u32) -> World {
         let aws = Aws::new().await;
-        let es = SearchServer::start().await;
+        let es = SearchServer::shared();
         let base = unique(name);
         let (queue_url, dlq_url) = aws.queue_with_dlq(&base, max_receive).await;
         let bucket = base.to_lowercase();
@@ -394,10 +290,31 @@ impl World {
         World {
             aws,
             es,
+            prefix: bucket.clone(),
             bucket,
             queue_url,
             dlq_url,
         }
+    }
+
+    /// This world's daily data indices (`ES_INDEX` renders `{prefix}-2026.11.24`, ...).
+    pub fn data(&self) -> String {
+        format!("{}-2*", self.prefix)
+    }
+
+    /// This world's dead-letter index.
+    pub fn dead(&self) -> String {
+        format!("{}-dead-letter", self.prefix)
+    }
+
+    /// Every index of this world.
+    pub fn all(&self) -> String {
+        format!("{}-*", self.prefix)
+    }
+
+    /// An index name of this world's own, for tests that set `ES_INDEX` to a fixed name.
+    pub fn index(&self, name: &str) -> String {
+        format!("{}-{name}", self.prefix)
     }
 
     /// Worker environment for this world; tests add or override variables.
@@ -409,6 +326,8 @@ impl World {
             ("AWS_ACCESS_KEY_ID", "test"),
             ("AWS_SECRET_ACCESS_KEY", "test"),
             ("ES_URL", &self.es.url),
+            ("ES_INDEX", &format!("{}-%Y.%m.%d", self.prefix)),
+            ("DEAD_LETTER_INDEX", &self.dead()),
             ("SQS_WAIT_TIME_SECONDS", "1"),
             ("BULK_FLUSH_INTERVAL_MS", "200"),
             ("RETRY_INITIAL_BACKOFF_MS", "100"),
@@ -435,6 +354,29 @@ impl World {
             .wait_visible(&self.queue_url, before + 1, Duration::from_secs(20))
             .await;
         assert!(n > before, "no notification for {key}");
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("indices of the failed test kept: {}", self.all());
+            return;
+        }
+        // Keep the shared node small over many runs. Drop cannot await: a thread of its own
+        // with its own runtime does the delete.
+        // A client of its own too: the test's pooled connections belong to the test's runtime.
+        let (url, pattern) = (self.es.url.clone(), self.all());
+        let _ = std::thread::spawn(move || {
+            let es = SearchServer::at(&url);
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(es.delete_indices(&pattern));
+            }
+        })
+        .join();
     }
 }
 

@@ -6,7 +6,7 @@
 //! `mapper_parsing_exception`, 409), responses delayed past the client timeout, connections reset
 //! mid-response, the cluster down (listener closed: connection refused; or accept-and-drop,
 //! counted), 401 for every request, an optional TLS front (self-signed certificate), and a sink
-//! mode that answers `_bulk` itself with all-201 items (for rates above what osmem takes).
+//! mode that answers `_bulk` itself with all-201 items (for rates above what a small node takes).
 //!
 //! It counts connections, `_bulk` attempts, documents per attempt, attempts per document `_id`,
 //! and documents per one-second window (by arrival), so rate tests can assert on windows.
@@ -319,7 +319,7 @@ impl Conn for tokio_rustls::server::TlsStream<TcpStream> {
 }
 
 impl Proxy {
-    /// A plain HTTP proxy to `upstream` (e.g. the osmem URL) on a free port.
+    /// A plain HTTP proxy to `upstream` (e.g. the search engine URL) on a free port.
     pub async fn start(upstream: &str) -> Proxy {
         Self::start_inner(upstream, None).await
     }

@@ -11,7 +11,8 @@
 #     the local build ($F4A_BINARY, default target/debug/f4a-indexer) instead of the builder
 #     stage (the builder stages need rust:* images; they are not exercised here);
 #   - the container runs with --network host --runtime runc --read-only, indexes the demo
-#     fixtures (Firehose -> S3 -> SQS -> worker) into a private osmem, and its HEALTHCHECK
+#     fixtures (Firehose -> S3 -> SQS -> worker) into indices of its own on the stack's search
+#     engine (a real OpenSearch node by default, see scripts/stack.sh), and its HEALTHCHECK
 #     (`f4a-indexer healthcheck`) must pass; `podman stop` must end it with exit code 0.
 #
 # Exit codes: 0 passed, 77 skipped (podman cannot run here; the reason is printed), else failed.
@@ -92,8 +93,8 @@ fi
 # ---------------------------------------------------------------- build the runtime stage
 
 CTX="$(mktemp -d)"
-OSMEM_PID=""
 QUEUE=""
+ES="${ES_URL:-}"
 cleanup() {
   local rc=$?
   if [[ $rc -ne 0 && $rc -ne 77 ]] && "${PODMAN[@]}" container exists "$NAME" 2>/dev/null; then
@@ -101,7 +102,7 @@ cleanup() {
     "${PODMAN[@]}" logs --tail 40 "$NAME" >&2 || true
   fi
   "${PODMAN[@]}" rm -f -t 0 "$NAME" >/dev/null 2>&1 || true
-  [[ -n "$OSMEM_PID" ]] && kill "$OSMEM_PID" 2>/dev/null || true
+  [[ -n "$QUEUE" && -n "$ES" ]] && "$PY" "$ROOT/scripts/localaws.py" delete-indices --es "$ES" --pattern "$QUEUE-*" >/dev/null 2>&1 || true
   [[ -n "$QUEUE" ]] && "$PY" "$ROOT/scripts/localaws.py" teardown --name "$QUEUE" >/dev/null 2>&1 || true
   rm -rf "$CTX"
   exit $rc
@@ -125,21 +126,17 @@ log "image size $("${PODMAN[@]}" image inspect --format '{{.Size}}' "$TAG" | awk
 # ---------------------------------------------------------------- run against the local stack
 
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-OS_PORT="$(free_port)"
 HEALTH_PORT="$(free_port)"
-"$OSMEM_BIN" -addr "127.0.0.1:$OS_PORT" -no-stdin-watch </dev/null >"$CTX/osmem.log" 2>&1 &
-OSMEM_PID=$!
-ES="http://127.0.0.1:$OS_PORT"
-for _ in $(seq 1 50); do curl -fsS --max-time 1 "$ES/_cluster/health" >/dev/null 2>&1 && break; sleep 0.2; done
+curl -fsS --max-time 3 "$ES/_cluster/health" >/dev/null || die "search engine not running at $ES (scripts/stack.sh start)"
 
 QUEUE="f4a-ctest-$$-$RANDOM"
 QUEUE_URL="$("$PY" "$ROOT/scripts/localaws.py" setup --name "$QUEUE" --buffer-seconds 1 \
   | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["queue_url"])')"
 
-log "running $TAG (queue $QUEUE, osmem $ES, health port $HEALTH_PORT)"
+log "running $TAG (queue $QUEUE, search engine $ES, indices $QUEUE-*, health port $HEALTH_PORT)"
 "${PODMAN[@]}" run -d --name "$NAME" --network host --read-only \
   -e SQS_QUEUE_URL="$QUEUE_URL" -e AWS_ENDPOINT_URL -e AWS_REGION -e AWS_ACCESS_KEY_ID -e AWS_SECRET_ACCESS_KEY \
-  -e ES_URL="$ES" -e HEALTH_ADDR="127.0.0.1:$HEALTH_PORT" -e SQS_WAIT_TIME_SECONDS=1 -e LOG_FORMAT=text \
+  -e ES_URL="$ES" -e ES_INDEX="$QUEUE-%Y.%m.%d" -e DEAD_LETTER_INDEX="$QUEUE-dead-letter" -e HEALTH_ADDR="127.0.0.1:$HEALTH_PORT" -e SQS_WAIT_TIME_SECONDS=1 -e LOG_FORMAT=text \
   "$TAG" >/dev/null
 
 "$PY" "$ROOT/scripts/localaws.py" send-firehose --stream "$QUEUE" --file "$ROOT/fixtures/te-process.ndjson.gz" >/dev/null
@@ -150,7 +147,9 @@ EXPECTED="$("$PY" -c '
 import json,sys; m = json.load(open(sys.argv[1]))["fixtures"]
 print(sum(m[f]["indexed"] for f in ("te-process.ndjson.gz", "app-logs.ndjson.gz", "cloudwatch-logs.json.gz")))' "$ROOT/fixtures/manifest.json")"
 
-count() { curl -fsS --max-time 3 "$ES/f4a-2*/_count" 2>/dev/null | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["count"])' 2>/dev/null || echo 0; }
+# A real engine shows documents only after a refresh.
+count() { curl -fsS --max-time 3 -X POST "$ES/$QUEUE-2*/_refresh" >/dev/null 2>&1 || true
+  curl -fsS --max-time 3 "$ES/$QUEUE-2*/_count" 2>/dev/null | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["count"])' 2>/dev/null || echo 0; }
 deadline=$((SECONDS + ${CONTAINER_TEST_TIMEOUT:-180}))
 until [[ "$(count)" -ge "$EXPECTED" ]]; do
   "${PODMAN[@]}" container inspect --format '{{.State.Running}}' "$NAME" | grep -q true || die "container exited"
