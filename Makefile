@@ -34,11 +34,12 @@ test-e2e:
 	eval "$$($(STACK) env)" && $(CARGO) test --test e2e -- --test-threads=4
 
 # Dockerfile, ecs-task.json, deploy/cloudformation.yaml, docker-compose.yml (tests/deploy, pytest in
-# the stack venv), including the podman container test (F4A_SKIP_CONTAINER_TEST=1 skips it).
+# the stack venv), including the podman container test (F4A_SKIP_CONTAINER_TEST=1 skips it), and
+# the self-tests of the SigV4-verifying proxy and the ECS credentials endpoint (tests/tools).
 test-deploy:
 	$(STACK) start
 	$(CARGO) build
-	eval "$$($(STACK) env)" && "$$F4A_VENV/bin/python" -m pytest -q -rs tests/deploy
+	eval "$$($(STACK) env)" && "$$F4A_VENV/bin/python" -m pytest -q -rs tests/deploy tests/tools
 
 lint:
 	$(CARGO) fmt --check
