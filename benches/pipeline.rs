@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use chrono::{DateTime, Utc};
 use f4a_indexer::acknowledger::{AckGroup, Delivered};
-use f4a_indexer::batcher::Doc;
 use f4a_indexer::config::Config;
 use f4a_indexer::decoder::{Decoder, Framer};
 use f4a_indexer::normalizer::{Normalizer, ObjectContext};
 use f4a_indexer::object_reader;
+use f4a_indexer::sink::Doc;
 use flate2::read::MultiGzDecoder;
 use serde_json::Value;
 

@@ -9,9 +9,7 @@
 //! | object reader | [`object_reader`] | GetObject as a stream, gzip detection |
 //! | record decoder | [`decoder`] | bytes → records (NDJSON, concatenated, arrays, CloudWatch) |
 //! | normalizer | [`normalizer`] | `@timestamp`, provenance, collision rule, `_id`, index |
-//! | batcher | [`batcher`] | documents → bulk batches, bounded concurrency |
-//! | rate limiter | [`rate_limiter`] | token bucket every attempt passes |
-//! | bulk sink | [`bulk_sink`] | `_bulk`, retry decisions, dead-letter index |
+//! | sink | [`sink`] | [`sink::Doc`] encoding, batcher, rate limiter, bulk delivery, the pure retry decision, the Elasticsearch client behind [`sink::BulkClient`] |
 //! | acknowledger | [`acknowledger`] | ack groups, heartbeat, delete/release |
 //!
 //! [`pipeline`] wires them together, receives with backpressure and owns shutdown; [`message`] is
@@ -20,8 +18,6 @@
 
 pub mod acknowledger;
 pub mod backoff;
-pub mod batcher;
-pub mod bulk_sink;
 pub mod config;
 pub mod decoder;
 pub mod health;
@@ -31,6 +27,6 @@ pub mod normalizer;
 pub mod notification;
 pub mod object_reader;
 pub mod pipeline;
-pub mod rate_limiter;
 pub mod records;
+pub mod sink;
 pub mod telemetry;

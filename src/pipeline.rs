@@ -4,7 +4,7 @@
 //! receive loop ──(≤ MAX_IN_FLIGHT_MESSAGES tasks)──► process_message
 //!    notification::parse → for each object: object_reader::open → [blocking thread:
 //!    decompress → decoder::Framer → Decoder → Normalizer → Doc] ──bounded channel──►
-//!    batcher ──(≤ BULK_CONCURRENCY)──► bulk_sink (rate limiter → _bulk → retry / dead-letter)
+//!    batcher ──(≤ BULK_CONCURRENCY)──► sink::bulk (rate limiter → _bulk → retry / dead-letter)
 //!    every Doc carries an AckToken; process_message waits for its AckGroup, then deletes
 //!    the message (acknowledger), or releases it for a later retry.
 //! ```
@@ -23,14 +23,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::acknowledger::Acknowledger;
 use crate::backoff;
-use crate::batcher::{self, BatchLimits, Doc};
-use crate::bulk_sink::{self, BulkSink};
 use crate::config::Config;
 use crate::health::{self, Health};
 use crate::message::process_message;
 use crate::metrics;
 use crate::normalizer::Normalizer;
-use crate::rate_limiter::RateLimiter;
+use crate::sink::batcher::{self, BatchLimits};
+use crate::sink::bulk::BulkSink;
+use crate::sink::es::EsClient;
+use crate::sink::rate_limiter::RateLimiter;
+use crate::sink::Doc;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
@@ -79,7 +81,7 @@ pub async fn aws_clients(cfg: &Config) -> (aws_sdk_sqs::Client, aws_sdk_s3::Clie
 pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
     let (sqs, s3) = aws_clients(&cfg).await;
-    let es = bulk_sink::build_client(&cfg).context("configuring the Elasticsearch client")?;
+    let es = EsClient::new(&cfg).context("configuring the Elasticsearch client")?;
     let normalizer = Arc::new(Normalizer::new(
         cfg.es_index.clone(),
         cfg.dead_letter_index.clone(),
@@ -96,7 +98,7 @@ pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> 
         tokio::spawn(health::serve(listener, health.clone(), background.clone()));
     }
     let sink = Arc::new(BulkSink::new(
-        es,
+        Arc::new(es),
         RateLimiter::new(
             cfg.rate_limit_docs_per_sec,
             cfg.rate_limit_burst,

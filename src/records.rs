@@ -16,13 +16,14 @@ use tokio_util::io::SyncIoBridge;
 use tracing::Instrument;
 
 use crate::acknowledger::AckGroup;
-use crate::batcher::{Doc, CHUNK_BYTES, CHUNK_DOCS};
 use crate::decoder::{DeadRecord, Decoder, Framer, Item};
 use crate::metrics;
 use crate::normalizer::{Normalizer, ObjectContext};
 use crate::notification::ObjectRef;
 use crate::object_reader::{self, FetchError, SourceTap};
 use crate::pipeline::Ctx;
+use crate::sink::batcher::{CHUNK_BYTES, CHUNK_DOCS};
+use crate::sink::Doc;
 
 /// Per-object counts, logged when the object is read.
 #[derive(Debug, Default)]
