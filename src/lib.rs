@@ -6,9 +6,8 @@
 //! | stage | module | owns |
 //! |---|---|---|
 //! | notification | [`notification`] | SQS body → objects (S3 event, SNS, EventBridge) |
-//! | object reader | [`object_reader`] | GetObject as a stream, gzip detection |
-//! | record decoder | [`decoder`] | bytes → records (NDJSON, concatenated, arrays, CloudWatch) |
-//! | normalizer | [`normalizer`] | `@timestamp`, provenance, collision rule, `_id`, index |
+//! | object reader | [`object_reader`] | GetObject as a stream |
+//! | record | [`record`] | bytes → documents, pure: decompress, frame, decode (fast and tree paths), normalize (`@timestamp`, provenance, collision rule, `_id`, index), dead-letter entries |
 //! | sink | [`sink`] | [`sink::Doc`] encoding, batcher, rate limiter, bulk delivery, the pure retry decision, the Elasticsearch client behind [`sink::BulkClient`] |
 //! | acknowledger | [`acknowledger`] | ack groups, heartbeat, delete/release |
 //!
@@ -19,14 +18,13 @@
 pub mod acknowledger;
 pub mod backoff;
 pub mod config;
-pub mod decoder;
 pub mod health;
 pub mod message;
 pub mod metrics;
-pub mod normalizer;
 pub mod notification;
 pub mod object_reader;
 pub mod pipeline;
+pub mod record;
 pub mod records;
 pub mod sink;
 pub mod telemetry;

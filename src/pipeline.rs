@@ -3,7 +3,7 @@
 //! ```text
 //! receive loop ──(≤ MAX_IN_FLIGHT_MESSAGES tasks)──► process_message
 //!    notification::parse → for each object: object_reader::open → [blocking thread:
-//!    decompress → decoder::Framer → Decoder → Normalizer → Doc] ──bounded channel──►
+//!    record::{decompress → Framer → Decoder → Normalizer} → Doc] ──bounded channel──►
 //!    batcher ──(≤ BULK_CONCURRENCY)──► sink::bulk (rate limiter → _bulk → retry / dead-letter)
 //!    every Doc carries an AckToken; process_message waits for its AckGroup, then deletes
 //!    the message (acknowledger), or releases it for a later retry.
@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::health::{self, Health};
 use crate::message::process_message;
 use crate::metrics;
-use crate::normalizer::Normalizer;
+use crate::record::{DeadLetters, Normalizer};
 use crate::sink::batcher::{self, BatchLimits};
 use crate::sink::bulk::BulkSink;
 use crate::sink::es::EsClient;
@@ -47,6 +47,7 @@ pub(crate) struct Ctx {
     pub(crate) s3: aws_sdk_s3::Client,
     pub(crate) acks: Arc<Acknowledger>,
     pub(crate) normalizer: Arc<Normalizer>,
+    pub(crate) dead_letters: DeadLetters,
     /// Into the batcher; bounded, so readers block when the sink is the bottleneck.
     pub(crate) docs: mpsc::Sender<Vec<Doc>>,
     pub(crate) records_read: AtomicU64,
@@ -84,9 +85,9 @@ pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> 
     let es = EsClient::new(&cfg).context("configuring the Elasticsearch client")?;
     let normalizer = Arc::new(Normalizer::new(
         cfg.es_index.clone(),
-        cfg.dead_letter_index.clone(),
         cfg.timestamp_fields.clone(),
     ));
+    let dead_letters = DeadLetters::new(&cfg.dead_letter_index);
     // Stuck = no receive turn for a whole long poll plus a minute.
     let health = Health::new(Duration::from_secs(cfg.sqs_wait_time_seconds as u64 + 60));
     let background = CancellationToken::new();
@@ -105,7 +106,7 @@ pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> 
             cfg.rate_limit_bytes_per_sec,
             cfg.rate_limit_adaptive_floor,
         ),
-        normalizer.clone(),
+        dead_letters.clone(),
         cfg.retry_initial_backoff,
         cfg.retry_max_backoff,
         health.clone(),
@@ -141,6 +142,7 @@ pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> 
         s3,
         acks: acks.clone(),
         normalizer,
+        dead_letters,
         docs: docs_tx,
         records_read: AtomicU64::new(0),
     });

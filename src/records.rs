@@ -1,7 +1,7 @@
 //! Records of one object: from the S3 stream to encoded documents in the batcher's channel.
 //!
 //! Opens the object ([`crate::object_reader`]), then on a blocking thread runs decompression, the
-//! [`crate::decoder`] and the [`crate::normalizer`], encodes each record once ([`Doc::encode`]) and
+//! the record wing ([`crate::record`]: framing, decoding, normalizing), encodes each record once ([`Doc::encode`]) and
 //! sends it into the bounded channel, blocking while the batcher is full: the backpressure that
 //! reaches back to SQS. Every document carries a token of its message's [`AckGroup`] and the
 //! message's span context (bulk spans link to it).
@@ -16,12 +16,13 @@ use tokio_util::io::SyncIoBridge;
 use tracing::Instrument;
 
 use crate::acknowledger::AckGroup;
-use crate::decoder::{DeadRecord, Decoder, Framer, Item};
 use crate::metrics;
-use crate::normalizer::{Normalizer, ObjectContext};
 use crate::notification::ObjectRef;
-use crate::object_reader::{self, FetchError, SourceTap};
+use crate::object_reader::{self, FetchError};
 use crate::pipeline::Ctx;
+use crate::record::dead_letter::raw_head;
+use crate::record::decompress::{decompress, SourceTap};
+use crate::record::{DeadLetters, DeadRecord, Decoder, Framer, Item, Normalizer, ObjectContext};
 use crate::sink::batcher::{CHUNK_BYTES, CHUNK_DOCS};
 use crate::sink::Doc;
 
@@ -76,8 +77,9 @@ pub(crate) async fn index_object(
         });
         let source = SourceTap::new(SyncIoBridge::new(opened.body.into_async_read()));
         let compressed = source.bytes.clone();
-        let (normalizer, docs, group, max) = (
+        let (normalizer, dead_letters, docs, group, max) = (
             ctx.normalizer.clone(),
+            ctx.dead_letters.clone(),
             ctx.docs.clone(),
             group.clone(),
             ctx.cfg.max_record_bytes,
@@ -95,6 +97,7 @@ pub(crate) async fn index_object(
             let out = Reader {
                 meta: &meta2,
                 normalizer: &normalizer,
+                dead_letters: &dead_letters,
                 max_record_bytes: max,
                 docs: &docs,
                 group: &group,
@@ -156,6 +159,7 @@ enum ReadError {
 struct Reader<'a> {
     meta: &'a Arc<ObjectContext>,
     normalizer: &'a Normalizer,
+    dead_letters: &'a DeadLetters,
     max_record_bytes: usize,
     docs: &'a mpsc::Sender<Vec<Doc>>,
     group: &'a Arc<AckGroup>,
@@ -175,7 +179,7 @@ impl Reader<'_> {
     ) -> Result<ObjectStats, ReadError> {
         let failed = source.failed.clone();
         let mut stats = ObjectStats::default();
-        let reader = match object_reader::decompress(source) {
+        let reader = match decompress(source) {
             Ok(r) => r,
             Err(e) if failed.load(Ordering::Relaxed) => return Err(ReadError::Io(e)),
             Err(e) => {
@@ -205,10 +209,7 @@ impl Reader<'_> {
                             "corrupt or truncated data after {} decompressed bytes: {e}",
                             framer.position()
                         ),
-                        raw: String::from_utf8_lossy(
-                            &partial[..partial.len().min(crate::decoder::DEAD_LETTER_RAW_BYTES)],
-                        )
-                        .into_owned(),
+                        raw: raw_head(partial),
                     };
                     self.send_dead(&dead, &mut stats)?;
                     break;
@@ -245,7 +246,7 @@ impl Reader<'_> {
     fn send_dead(&self, dead: &DeadRecord, stats: &mut ObjectStats) -> Result<(), ReadError> {
         tracing::warn!(bucket = %self.meta.bucket, key = %self.meta.key, offset = dead.offset, reason = %dead.reason, "undecodable record; dead-lettering it");
         stats.undecodable += 1;
-        let n = self.normalizer.undecodable(dead, self.meta);
+        let n = self.dead_letters.undecodable(dead, self.meta);
         self.send(Doc::encode(
             n,
             self.meta.clone(),

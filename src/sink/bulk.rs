@@ -28,13 +28,10 @@ use crate::acknowledger::Delivered;
 use crate::backoff;
 use crate::health::Health;
 use crate::metrics;
-use crate::normalizer::{DeadLetter, Normalizer};
+use crate::record::dead_letter::{self, DeadLetters};
 
 /// Links per bulk span: enough for every message of a full batch in practice.
 const MAX_LINKS: usize = 128;
-
-/// How much of a refused document's source is kept in its dead-letter entry.
-const DEAD_LETTER_SOURCE_BYTES: usize = 256 * 1024;
 
 /// A document the cluster refused for good, with its reason.
 struct Refused {
@@ -54,7 +51,8 @@ pub struct SinkStats {
 pub struct BulkSink {
     client: Arc<dyn BulkClient>,
     limiter: RateLimiter,
-    normalizer: Arc<Normalizer>,
+    /// Refused documents become entries of the dead-letter index.
+    dead_letters: DeadLetters,
     initial_backoff: Duration,
     max_backoff: Duration,
     health: Arc<Health>,
@@ -77,7 +75,7 @@ impl BulkSink {
     pub fn new(
         client: Arc<dyn BulkClient>,
         limiter: RateLimiter,
-        normalizer: Arc<Normalizer>,
+        dead_letters: DeadLetters,
         initial_backoff: Duration,
         max_backoff: Duration,
         health: Arc<Health>,
@@ -85,7 +83,7 @@ impl BulkSink {
         BulkSink {
             client,
             limiter,
-            normalizer,
+            dead_letters,
             initial_backoff,
             max_backoff,
             health,
@@ -112,17 +110,14 @@ impl BulkSink {
                 continue; // dropping the token keeps the message
             }
             tracing::warn!(index = %doc.index, bucket = %doc.origin.bucket, key = %doc.origin.key, offset = doc.offset, error_type, reason, "document refused by the cluster; dead-lettering it");
-            let source = &doc.source()[..doc.source().len().min(DEAD_LETTER_SOURCE_BYTES)];
-            let original = String::from_utf8_lossy(source);
-            let n = self.normalizer.dead_letter(&DeadLetter {
+            let n = self.dead_letters.refused(&dead_letter::Refused {
                 obj: &doc.origin,
                 offset: doc.offset,
                 sub: doc.sub,
-                stage: "index",
+                index: &doc.index,
+                source: doc.source(),
                 error_type: &error_type,
                 reason: &reason,
-                original: &original,
-                target_index: Some(&doc.index),
             });
             let mut entry = Doc::encode(n, doc.origin.clone(), doc.offset, doc.sub, true, doc.ack);
             entry.trace = doc.trace;

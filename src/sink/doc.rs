@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::acknowledger::AckToken;
-use crate::normalizer::{Normalized, ObjectContext};
+use crate::record::{Normalized, ObjectContext};
 
 /// Documents are encoded straight into shared blocks of this size and cut from them: one
 /// allocation for a hundred small documents instead of one each, and no copy (a block is freed
@@ -119,7 +119,8 @@ fn write_json_str(buf: &mut BytesMut, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::normalizer::Source;
+    use crate::record::target::document_id;
+    use crate::record::Source;
     use serde_json::{json, Value};
 
     fn origin() -> Arc<ObjectContext> {
@@ -139,7 +140,7 @@ mod tests {
         let source = json!({"b": [1, 2.5, "x\"y"], "a": {"nested": null}, "é": "ü\n"});
         let n = Normalized {
             index: "f4a-\"odd\"\\name".into(),
-            id: crate::normalizer::document_id(&origin(), 1, None),
+            id: document_id(&origin(), 1, None),
             source: Source::Tree(source.as_object().unwrap().clone()),
             provenance_offset: None,
             timestamp_fallback: false,
