@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use chrono::{DateTime, Utc};
-use f4a_indexer::acknowledger::{AckGroup, Delivered};
+use f4a_indexer::ack::{AckGroup, Delivered};
 use f4a_indexer::config::Config;
 use f4a_indexer::record::decompress::decompress;
 use f4a_indexer::record::{Decoder, Framer, Normalizer, ObjectContext};

@@ -1,7 +1,7 @@
 //! Message lifecycle: one SQS message from receipt to delete or release.
 //!
-//! Parse the notification; for each object, stream its records into the batcher
-//! ([`crate::records`]); wait until every document is settled (its [`AckGroup`] drains); then
+//! The [`MessageWorker`] parses the notification; for each object, streams its records into the
+//! batcher ([`ObjectIndexer`]); waits until every document is settled (its [`AckGroup`] drains); then
 //! delete the message, or release it with a growing delay if anything is unfinished. A body that is
 //! not a notification is released the same way, so the queue's redrive policy ends up moving it to
 //! the dead-letter queue. Each message is one trace (`process` span), continuing the producer's
@@ -11,61 +11,68 @@ use std::sync::Arc;
 
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use opentelemetry::trace::TraceContextExt;
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::acknowledger::AckGroup;
+use crate::ack::AckGroup;
+use crate::acknowledger::Acknowledger;
 use crate::metrics;
 use crate::notification::{self, Notification};
+use crate::object::{ObjectError, ObjectIndexer};
 use crate::object_reader::FetchError;
-use crate::pipeline::Ctx;
-use crate::records::{index_object, ObjectError};
 
-pub(crate) async fn process_message(
-    ctx: Arc<Ctx>,
-    m: Message,
-    permit: Option<OwnedSemaphorePermit>,
-) {
-    let id = m.message_id().unwrap_or_default().to_string();
-    let receive_count: i32 = m
-        .attributes()
-        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(1);
-    let span = tracing::info_span!(
-        "process",
-        otel.kind = "consumer",
-        messaging.system = "aws_sqs",
-        messaging.operation.type = "process",
-        messaging.destination.name = ctx.cfg.queue_name(),
-        messaging.message.id = %id,
-        messaging.sqs.receive_count = receive_count,
-        objects = tracing::field::Empty,
-        documents = tracing::field::Empty,
-        dead_lettered = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-    );
-    if let Some(parent) = trace_parent(&m) {
-        let _ = span.set_parent(parent);
-    }
-    let metrics = metrics::get();
-    metrics.messages_in_flight.add(1, &[]);
-    // When this message is given back for another try.
-    let delay = redelivery_delay(receive_count, ctx.cfg.sqs_visibility_timeout_seconds);
-    async {
+/// Works messages, one call of [`MessageWorker::process`] each; shared by all message tasks.
+pub(crate) struct MessageWorker {
+    pub(crate) objects: ObjectIndexer,
+    pub(crate) acks: Arc<Acknowledger>,
+    /// For span attributes.
+    pub(crate) queue_name: String,
+    /// The cap of the redelivery delay.
+    pub(crate) visibility_timeout: i32,
+}
+
+impl MessageWorker {
+    /// Takes `m` from receipt to delete or release. Returns once the message is settled.
+    pub(crate) async fn process(&self, m: Message) {
+        let id = m.message_id().unwrap_or_default().to_string();
+        let receive_count: i32 = m
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1);
+        let span = tracing::info_span!(
+            "process",
+            otel.kind = "consumer",
+            messaging.system = "aws_sqs",
+            messaging.operation.type = "process",
+            messaging.destination.name = %self.queue_name,
+            messaging.message.id = %id,
+            messaging.sqs.receive_count = receive_count,
+            objects = tracing::field::Empty,
+            documents = tracing::field::Empty,
+            dead_lettered = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        if let Some(parent) = trace_parent(&m) {
+            let _ = span.set_parent(parent);
+        }
+        let metrics = metrics::get();
+        metrics.messages_in_flight.add(1, &[]);
+        // When this message is given back for another try.
+        let delay = redelivery_delay(receive_count, self.visibility_timeout);
+        async {
         let Some(receipt) = m.receipt_handle() else {
             tracing::error!("message without a receipt handle; ignoring it");
             return;
         };
-        ctx.acks.track(&id, receipt);
+        self.acks.track(&id, receipt);
         let notification = match notification::parse(m.body().unwrap_or_default()) {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = %e, body_head = %head(m.body().unwrap_or_default()), retry_in_secs = delay, "message is not an S3 notification; leaving it in the queue for its redrive policy");
                 tracing::Span::current().record("otel.status_code", "ERROR");
                 metrics.message("invalid");
-                ctx.acks.release(&id, delay).await;
+                self.acks.release(&id, delay).await;
                 return;
             }
         };
@@ -73,7 +80,7 @@ pub(crate) async fn process_message(
             Notification::Ignore(reason) => {
                 tracing::info!(reason, "nothing to index; deleting the message");
                 metrics.message("ignored");
-                ctx.acks.delete(&id).await;
+                self.acks.delete(&id).await;
                 return;
             }
             Notification::Objects(objects) => objects,
@@ -84,7 +91,7 @@ pub(crate) async fn process_message(
         let message_span = tracing::Span::current().context().span().span_context().clone();
         let message_span = message_span.is_valid().then_some(message_span);
         for obj in &objects {
-            match index_object(&ctx, obj, &group, message_span.as_ref()).await {
+            match self.objects.index(obj, &group, message_span.as_ref()).await {
                 Ok(()) => {}
                 Err(ObjectError::Fetch(FetchError::Missing { bucket, key })) => {
                     tracing::warn!(bucket, key, "object no longer exists; skipping it");
@@ -103,21 +110,21 @@ pub(crate) async fn process_message(
             tracing::warn!(reason, retry_in_secs = delay, "message not finished; returning it to the queue");
             span.record("otel.status_code", "ERROR");
             metrics.message("released");
-            ctx.acks.release(&id, delay).await;
+            self.acks.release(&id, delay).await;
         } else if outcome.failed {
             tracing::error!(indexed = outcome.indexed, dead_lettered = outcome.dead_lettered, retry_in_secs = delay, "some documents were neither indexed nor dead-lettered; keeping the message");
             metrics.message("released");
-            ctx.acks.release(&id, delay).await;
+            self.acks.release(&id, delay).await;
         } else {
             tracing::info!(indexed = outcome.indexed, dead_lettered = outcome.dead_lettered, "message done; deleting it");
             metrics.message("deleted");
-            ctx.acks.delete(&id).await;
+            self.acks.delete(&id).await;
         }
     }
     .instrument(span)
     .await;
-    metrics.messages_in_flight.add(-1, &[]);
-    drop(permit);
+        metrics.messages_in_flight.add(-1, &[]);
+    }
 }
 
 /// The trace a producer attached to the message: a W3C `traceparent` message attribute, or the

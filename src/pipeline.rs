@@ -1,11 +1,12 @@
 //! Pipeline: wires the stages together, receives with backpressure, and owns shutdown.
 //!
 //! ```text
-//! receive loop ──(≤ MAX_IN_FLIGHT_MESSAGES tasks)──► process_message
-//!    notification::parse → for each object: object_reader::open → [blocking thread:
-//!    record::{decompress → Framer → Decoder → Normalizer} → Doc] ──bounded channel──►
-//!    batcher ──(≤ BULK_CONCURRENCY)──► sink::bulk (rate limiter → _bulk → retry / dead-letter)
-//!    every Doc carries an AckToken; process_message waits for its AckGroup, then deletes
+//! receive loop ──(≤ MAX_IN_FLIGHT_MESSAGES tasks)──► MessageWorker::process
+//!    notification::parse → for each object: ObjectIndexer::index: object_reader::open →
+//!    [blocking thread: record::{decompress → Framer → Decoder → Normalizer} → Doc]
+//!    ──bounded channel──► batcher ──(≤ BULK_CONCURRENCY)──► sink::bulk (rate limiter →
+//!    _bulk → retry / dead-letter)
+//!    every Doc carries an AckToken; the worker waits for the message's AckGroup, then deletes
 //!    the message (acknowledger), or releases it for a later retry.
 //! ```
 //! Shutdown (SIGTERM): stop receiving, let in-flight messages finish until
@@ -25,32 +26,19 @@ use crate::acknowledger::Acknowledger;
 use crate::backoff;
 use crate::config::Config;
 use crate::health::{self, Health};
-use crate::message::process_message;
+use crate::message::MessageWorker;
 use crate::metrics;
+use crate::object::ObjectIndexer;
 use crate::record::{DeadLetters, Normalizer};
 use crate::sink::batcher::{self, BatchLimits};
 use crate::sink::bulk::BulkSink;
 use crate::sink::es::EsClient;
 use crate::sink::rate_limiter::RateLimiter;
-use crate::sink::Doc;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
     /// Exit 0 once a receive comes back empty and nothing is in flight (demo, batch jobs).
     pub exit_when_idle: bool,
-}
-
-/// Shared by every message task.
-pub(crate) struct Ctx {
-    pub(crate) cfg: Arc<Config>,
-    pub(crate) health: Arc<Health>,
-    pub(crate) s3: aws_sdk_s3::Client,
-    pub(crate) acks: Arc<Acknowledger>,
-    pub(crate) normalizer: Arc<Normalizer>,
-    pub(crate) dead_letters: DeadLetters,
-    /// Into the batcher; bounded, so readers block when the sink is the bottleneck.
-    pub(crate) docs: mpsc::Sender<Vec<Doc>>,
-    pub(crate) records_read: AtomicU64,
 }
 
 /// AWS clients from the standard chain; `AWS_ENDPOINT_URL` (LocalStack) switches S3 to path style.
@@ -136,17 +124,29 @@ pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> 
         cfg.sqs_visibility_timeout_seconds,
     ));
     let heartbeat = tokio::spawn(acks.clone().heartbeat(background.clone()));
-    let ctx = Arc::new(Ctx {
-        cfg: cfg.clone(),
-        health: health.clone(),
-        s3,
+    let records_read = Arc::new(AtomicU64::new(0));
+    let worker = Arc::new(MessageWorker {
+        objects: ObjectIndexer {
+            s3,
+            normalizer,
+            dead_letters,
+            max_record_bytes: cfg.max_record_bytes,
+            docs: docs_tx,
+            records_read: records_read.clone(),
+        },
         acks: acks.clone(),
-        normalizer,
-        dead_letters,
-        docs: docs_tx,
-        records_read: AtomicU64::new(0),
+        queue_name: cfg.queue_name().to_string(),
+        visibility_timeout: cfg.sqs_visibility_timeout_seconds,
     });
-    tokio::spawn(summary(ctx.clone(), sink.clone(), background.clone()));
+    tokio::spawn(summary(
+        Summary {
+            records_read,
+            acks: acks.clone(),
+            sink: sink.clone(),
+            configured_rate: cfg.rate_limit_docs_per_sec.unwrap_or(0),
+        },
+        background.clone(),
+    ));
     tracing::info!(
         queue = cfg.queue_name(),
         es_url = %cfg.es_url,
@@ -159,10 +159,10 @@ pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> 
     );
 
     let mut tasks = JoinSet::new();
-    receive_loop(&ctx, &sqs, &mut tasks, &shutdown, opts).await;
+    receive_loop(&cfg, &health, &worker, &sqs, &mut tasks, &shutdown, opts).await;
     let unfinished_timeout = shutdown.is_cancelled().then_some(cfg.shutdown_timeout);
-    // The context holds the documents channel open: drop ours so only running tasks keep it.
-    drop(ctx);
+    // The worker holds the documents channel open: drop ours so only running tasks keep it.
+    drop(worker);
     let drained = async {
         while let Some(done) = tasks.join_next().await {
             if let Err(e) = done {
@@ -201,24 +201,25 @@ pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> 
 }
 
 async fn receive_loop(
-    ctx: &Arc<Ctx>,
+    cfg: &Config,
+    health: &Health,
+    worker: &Arc<MessageWorker>,
     sqs: &aws_sdk_sqs::Client,
     tasks: &mut JoinSet<()>,
     shutdown: &CancellationToken,
     opts: RunOptions,
 ) {
-    let cfg = &ctx.cfg;
     let slots = Arc::new(Semaphore::new(cfg.max_in_flight_messages));
     let mut failures = 0u32;
     loop {
-        ctx.health.receive_turn();
+        health.receive_turn();
         // Backpressure: no receive while MAX_IN_FLIGHT_MESSAGES are being worked on.
-        ctx.health.waiting_for_slots(slots.available_permits() == 0);
+        health.waiting_for_slots(slots.available_permits() == 0);
         let first = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             _ = shutdown.cancelled() => return,
         };
-        ctx.health.waiting_for_slots(false);
+        health.waiting_for_slots(false);
         let mut held: Vec<OwnedSemaphorePermit> = vec![first];
         while held.len() < cfg.sqs_max_messages as usize {
             match slots.clone().try_acquire_owned() {
@@ -249,7 +250,7 @@ async fn receive_loop(
         let messages = match result {
             Ok(out) => {
                 failures = 0;
-                ctx.health.sqs_result(Ok(()));
+                health.sqs_result(Ok(()));
                 out.messages.unwrap_or_default()
             }
             Err(e) => {
@@ -262,8 +263,7 @@ async fn receive_loop(
                     retry_in_ms = delay.as_millis() as u64,
                     "receive_message failed"
                 );
-                ctx.health
-                    .sqs_result(Err(format!("receive_message failed: {error}")));
+                health.sqs_result(Err(format!("receive_message failed: {error}")));
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = shutdown.cancelled() => return,
@@ -284,7 +284,11 @@ async fn receive_loop(
         }
         for m in messages {
             let permit = held.pop();
-            tasks.spawn(process_message(ctx.clone(), m, permit));
+            let worker = worker.clone();
+            tasks.spawn(async move {
+                worker.process(m).await;
+                drop(permit);
+            });
         }
     }
 }
@@ -303,27 +307,33 @@ async fn probe_cluster(sink: Arc<BulkSink>, health: Arc<Health>, stop: Cancellat
     }
 }
 
+/// What the summary line reads.
+struct Summary {
+    records_read: Arc<AtomicU64>,
+    acks: Arc<Acknowledger>,
+    sink: Arc<BulkSink>,
+    configured_rate: u32,
+}
+
 /// One line every 30 s: documents read and indexed per second, messages in flight.
-async fn summary(ctx: Arc<Ctx>, sink: Arc<BulkSink>, stop: CancellationToken) {
+async fn summary(s: Summary, stop: CancellationToken) {
     const EVERY: Duration = Duration::from_secs(30);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + EVERY, EVERY);
     let (mut last_in, mut last_out) = (0u64, 0u64);
-    let weak = Arc::downgrade(&ctx);
-    drop(ctx);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let Some(ctx) = weak.upgrade() else { return };
-        let read = ctx.records_read.load(Ordering::Relaxed);
+        let sink = &s.sink;
+        let read = s.records_read.load(Ordering::Relaxed);
         let out = sink.stats.indexed.load(Ordering::Relaxed)
             + sink.stats.dead_lettered.load(Ordering::Relaxed);
         tracing::info!(
             docs_in_per_sec = (read - last_in) as f64 / EVERY.as_secs_f64(),
             docs_out_per_sec = (out - last_out) as f64 / EVERY.as_secs_f64(),
-            messages_in_flight = ctx.acks.in_flight(),
-            configured_rate = ctx.cfg.rate_limit_docs_per_sec.unwrap_or(0),
+            messages_in_flight = s.acks.in_flight(),
+            configured_rate = s.configured_rate,
             effective_rate = sink.effective_rate().map_or(0, |r| r.round() as u64),
             retried_total = sink.stats.retried.load(Ordering::Relaxed),
             "summary"

@@ -24,7 +24,7 @@ use super::classify::{classify_response, ItemOutcome, ResponseOutcome};
 use super::doc::Doc;
 use super::rate_limiter::RateLimiter;
 use super::BulkClient;
-use crate::acknowledger::Delivered;
+use crate::ack::Delivered;
 use crate::backoff;
 use crate::health::Health;
 use crate::metrics;

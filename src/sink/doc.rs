@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::acknowledger::AckToken;
+use crate::ack::AckToken;
 use crate::record::{Normalized, ObjectContext};
 
 /// Documents are encoded straight into shared blocks of this size and cut from them: one

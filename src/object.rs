@@ -1,13 +1,16 @@
-//! Records of one object: from the S3 stream to encoded documents in the batcher's channel.
+//! One object: from the S3 stream to encoded documents in the batcher's channel.
 //!
-//! Opens the object ([`crate::object_reader`]), then on a blocking thread runs decompression, the
-//! the record wing ([`crate::record`]: framing, decoding, normalizing), encodes each record once ([`Doc::encode`]) and
-//! sends it into the bounded channel, blocking while the batcher is full: the backpressure that
-//! reaches back to SQS. Every document carries a token of its message's [`AckGroup`] and the
-//! message's span context (bulk spans link to it).
+//! The [`ObjectIndexer`] opens the object ([`crate::object_reader`]), then on a blocking thread
+//! runs the record wing over it ([`crate::record`]: decompress, frame, decode, normalize), encodes
+//! each record once ([`Doc::encode`]) and sends it into the bounded channel, blocking while the
+//! batcher is full: the backpressure that reaches back to SQS. Every document carries a token of
+//! its message's [`AckGroup`] and the message's span context (bulk spans link to it).
+//!
+//! It knows nothing of SQS: whoever has an object reference and an ack group can index it (a
+//! message today; a listing of a bucket for a backfill, say).
 
 use std::cell::RefCell;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chrono::{SecondsFormat, Utc};
@@ -15,11 +18,10 @@ use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 use tracing::Instrument;
 
-use crate::acknowledger::AckGroup;
+use crate::ack::AckGroup;
 use crate::metrics;
 use crate::notification::ObjectRef;
 use crate::object_reader::{self, FetchError};
-use crate::pipeline::Ctx;
 use crate::record::dead_letter::raw_head;
 use crate::record::decompress::{decompress, SourceTap};
 use crate::record::{DeadLetters, DeadRecord, Decoder, Framer, Item, Normalizer, ObjectContext};
@@ -50,103 +52,120 @@ pub(crate) enum ObjectError {
     Stopped,
 }
 
-pub(crate) async fn index_object(
-    ctx: &Arc<Ctx>,
-    obj: &ObjectRef,
-    group: &Arc<AckGroup>,
-    message_span: Option<&opentelemetry::trace::SpanContext>,
-) -> Result<(), ObjectError> {
-    let span = tracing::info_span!("object", aws.s3.bucket = %obj.bucket, aws.s3.key = %obj.key, bytes = tracing::field::Empty, records = tracing::field::Empty);
-    async {
-        let opened = object_reader::open(&ctx.s3, obj).await?;
-        let meta = Arc::new(ObjectContext {
-            bucket: obj.bucket.clone(),
-            key: opened.key.clone(),
-            version: opened
-                .version_id
-                .clone()
-                .or(opened.etag.clone())
-                .unwrap_or_default(),
-            last_modified: opened
-                .last_modified
-                .or(obj.event_time)
-                .unwrap_or_else(Utc::now),
-            ingested: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-            event_time: obj.event_time,
-            provenance: Default::default(),
-        });
-        let source = SourceTap::new(SyncIoBridge::new(opened.body.into_async_read()));
-        let compressed = source.bytes.clone();
-        let (normalizer, dead_letters, docs, group, max) = (
-            ctx.normalizer.clone(),
-            ctx.dead_letters.clone(),
-            ctx.docs.clone(),
-            group.clone(),
-            ctx.cfg.max_record_bytes,
-        );
-        let meta2 = meta.clone();
-        let trace = message_span.cloned();
-        let decode_span = tracing::info_span!(
-            "decode",
-            records = tracing::field::Empty,
-            undecodable = tracing::field::Empty,
-            decompressed_bytes = tracing::field::Empty
-        );
-        let read = tokio::task::spawn_blocking(move || {
-            let _entered = decode_span.enter();
-            let out = Reader {
-                meta: &meta2,
-                normalizer: &normalizer,
-                dead_letters: &dead_letters,
-                max_record_bytes: max,
-                docs: &docs,
-                group: &group,
-                trace,
-                pending: RefCell::default(),
-            };
-            let read = out.read(source);
-            if let Ok(stats) = &read {
-                decode_span.record("records", stats.records);
-                decode_span.record("undecodable", stats.undecodable);
-                decode_span.record("decompressed_bytes", stats.decompressed_bytes);
-            }
-            read
-        })
-        .await
-        .map_err(|e| ObjectError::Read {
-            bucket: meta.bucket.clone(),
-            key: meta.key.clone(),
-            reason: format!("reader task failed: {e}"),
-        })?;
-        let bytes = compressed.load(Ordering::Relaxed);
-        let span = tracing::Span::current();
-        span.record("bytes", bytes);
-        match read {
-            Ok(stats) => {
-                span.record("records", stats.records);
-                ctx.records_read.fetch_add(stats.records, Ordering::Relaxed);
-                tracing::info!(
-                    records = stats.records,
-                    undecodable = stats.undecodable,
-                    timestamp_fallbacks = stats.timestamp_fallbacks,
-                    timestamp_invalid = stats.timestamp_invalid,
-                    compressed_bytes = bytes,
-                    decompressed_bytes = stats.decompressed_bytes,
-                    "object read"
-                );
-                Ok(())
-            }
-            Err(ReadError::Stopped) => Err(ObjectError::Stopped),
-            // Only a failing source is reported as Io (corrupt content is dead-lettered instead).
-            Err(ReadError::Io(e)) => Err(ObjectError::Read {
+/// Indexes objects: everything one object needs, shared by all of them.
+pub(crate) struct ObjectIndexer {
+    pub(crate) s3: aws_sdk_s3::Client,
+    pub(crate) normalizer: Arc<Normalizer>,
+    pub(crate) dead_letters: DeadLetters,
+    pub(crate) max_record_bytes: usize,
+    /// Into the batcher; bounded, so readers block when the sink is the bottleneck.
+    pub(crate) docs: mpsc::Sender<Vec<Doc>>,
+    /// Records read, for the periodic summary line.
+    pub(crate) records_read: Arc<AtomicU64>,
+}
+
+impl ObjectIndexer {
+    /// Streams `obj`'s records into the batcher, each document holding a token of `group`.
+    /// Returns once the object is read (not once its documents are settled: that is `group`'s).
+    pub(crate) async fn index(
+        &self,
+        obj: &ObjectRef,
+        group: &Arc<AckGroup>,
+        message_span: Option<&opentelemetry::trace::SpanContext>,
+    ) -> Result<(), ObjectError> {
+        let span = tracing::info_span!("object", aws.s3.bucket = %obj.bucket, aws.s3.key = %obj.key, bytes = tracing::field::Empty, records = tracing::field::Empty);
+        async {
+            let opened = object_reader::open(&self.s3, obj).await?;
+            let meta = Arc::new(ObjectContext {
+                bucket: obj.bucket.clone(),
+                key: opened.key.clone(),
+                version: opened
+                    .version_id
+                    .clone()
+                    .or(opened.etag.clone())
+                    .unwrap_or_default(),
+                last_modified: opened
+                    .last_modified
+                    .or(obj.event_time)
+                    .unwrap_or_else(Utc::now),
+                ingested: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+                event_time: obj.event_time,
+                provenance: Default::default(),
+            });
+            let source = SourceTap::new(SyncIoBridge::new(opened.body.into_async_read()));
+            let compressed = source.bytes.clone();
+            let (normalizer, dead_letters, docs, group, max) = (
+                self.normalizer.clone(),
+                self.dead_letters.clone(),
+                self.docs.clone(),
+                group.clone(),
+                self.max_record_bytes,
+            );
+            let meta2 = meta.clone();
+            let trace = message_span.cloned();
+            let decode_span = tracing::info_span!(
+                "decode",
+                records = tracing::field::Empty,
+                undecodable = tracing::field::Empty,
+                decompressed_bytes = tracing::field::Empty
+            );
+            let read = tokio::task::spawn_blocking(move || {
+                let _entered = decode_span.enter();
+                let out = Reader {
+                    meta: &meta2,
+                    normalizer: &normalizer,
+                    dead_letters: &dead_letters,
+                    max_record_bytes: max,
+                    docs: &docs,
+                    group: &group,
+                    trace,
+                    pending: RefCell::default(),
+                };
+                let read = out.read(source);
+                if let Ok(stats) = &read {
+                    decode_span.record("records", stats.records);
+                    decode_span.record("undecodable", stats.undecodable);
+                    decode_span.record("decompressed_bytes", stats.decompressed_bytes);
+                }
+                read
+            })
+            .await
+            .map_err(|e| ObjectError::Read {
                 bucket: meta.bucket.clone(),
                 key: meta.key.clone(),
-                reason: e.to_string(),
-            }),
+                reason: format!("reader task failed: {e}"),
+            })?;
+            let bytes = compressed.load(Ordering::Relaxed);
+            let span = tracing::Span::current();
+            span.record("bytes", bytes);
+            match read {
+                Ok(stats) => {
+                    span.record("records", stats.records);
+                    self.records_read
+                        .fetch_add(stats.records, Ordering::Relaxed);
+                    tracing::info!(
+                        records = stats.records,
+                        undecodable = stats.undecodable,
+                        timestamp_fallbacks = stats.timestamp_fallbacks,
+                        timestamp_invalid = stats.timestamp_invalid,
+                        compressed_bytes = bytes,
+                        decompressed_bytes = stats.decompressed_bytes,
+                        "object read"
+                    );
+                    Ok(())
+                }
+                Err(ReadError::Stopped) => Err(ObjectError::Stopped),
+                // Only a failing source is reported as Io (corrupt content is dead-lettered instead).
+                Err(ReadError::Io(e)) => Err(ObjectError::Read {
+                    bucket: meta.bucket.clone(),
+                    key: meta.key.clone(),
+                    reason: e.to_string(),
+                }),
+            }
         }
+        .instrument(span)
+        .await
     }
-    .instrument(span)
-    .await
 }
 
 enum ReadError {
