@@ -9,22 +9,22 @@
 
 use std::sync::Arc;
 
-use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use opentelemetry::trace::TraceContextExt;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::ack::AckGroup;
-use crate::acknowledger::Acknowledger;
 use crate::metrics;
-use crate::notification::{self, Notification};
 use crate::object::{ObjectError, ObjectIndexer};
-use crate::object_reader::FetchError;
+use crate::source::inflight::InFlight;
+use crate::source::notification::{self, Notification};
+use crate::source::{FetchError, Message};
+use crate::telemetry;
 
 /// Works messages, one call of [`MessageWorker::process`] each; shared by all message tasks.
 pub(crate) struct MessageWorker {
     pub(crate) objects: ObjectIndexer,
-    pub(crate) acks: Arc<Acknowledger>,
+    pub(crate) acks: Arc<InFlight>,
     /// For span attributes.
     pub(crate) queue_name: String,
     /// The cap of the redelivery delay.
@@ -34,12 +34,8 @@ pub(crate) struct MessageWorker {
 impl MessageWorker {
     /// Takes `m` from receipt to delete or release. Returns once the message is settled.
     pub(crate) async fn process(&self, m: Message) {
-        let id = m.message_id().unwrap_or_default().to_string();
-        let receive_count: i32 = m
-            .attributes()
-            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(1);
+        let id = m.id.clone();
+        let receive_count = m.receive_count;
         let span = tracing::info_span!(
             "process",
             otel.kind = "consumer",
@@ -53,7 +49,9 @@ impl MessageWorker {
             dead_lettered = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
-        if let Some(parent) = trace_parent(&m) {
+        if let Some(parent) =
+            telemetry::remote_parent(m.traceparent.as_deref(), m.aws_trace_header.as_deref())
+        {
             let _ = span.set_parent(parent);
         }
         let metrics = metrics::get();
@@ -61,15 +59,11 @@ impl MessageWorker {
         // When this message is given back for another try.
         let delay = redelivery_delay(receive_count, self.visibility_timeout);
         async {
-        let Some(receipt) = m.receipt_handle() else {
-            tracing::error!("message without a receipt handle; ignoring it");
-            return;
-        };
-        self.acks.track(&id, receipt);
-        let notification = match notification::parse(m.body().unwrap_or_default()) {
+        self.acks.track(&id, &m.receipt);
+        let notification = match notification::parse(&m.body) {
             Ok(n) => n,
             Err(e) => {
-                tracing::warn!(error = %e, body_head = %head(m.body().unwrap_or_default()), retry_in_secs = delay, "message is not an S3 notification; leaving it in the queue for its redrive policy");
+                tracing::warn!(error = %e, body_head = %head(&m.body), retry_in_secs = delay, "message is not an S3 notification; leaving it in the queue for its redrive policy");
                 tracing::Span::current().record("otel.status_code", "ERROR");
                 metrics.message("invalid");
                 self.acks.release(&id, delay).await;
@@ -125,56 +119,6 @@ impl MessageWorker {
     .await;
         metrics.messages_in_flight.add(-1, &[]);
     }
-}
-
-/// The trace a producer attached to the message: a W3C `traceparent` message attribute, or the
-/// `AWSTraceHeader` system attribute that X-Ray-instrumented senders set. The message's span
-/// continues that trace.
-fn trace_parent(m: &Message) -> Option<opentelemetry::Context> {
-    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
-    let remote = |trace: &str, span: &str, sampled: bool| {
-        let sc = SpanContext::new(
-            TraceId::from_hex(trace).ok()?,
-            SpanId::from_hex(span).ok()?,
-            if sampled {
-                TraceFlags::SAMPLED
-            } else {
-                TraceFlags::default()
-            },
-            true,
-            TraceState::default(),
-        );
-        sc.is_valid()
-            .then(|| opentelemetry::Context::new().with_remote_span_context(sc))
-    };
-    let attr = m
-        .message_attributes()
-        .and_then(|a| a.get("traceparent"))
-        .and_then(|v| v.string_value());
-    if let Some(tp) = attr {
-        // version-traceid-spanid-flags
-        let parts: Vec<&str> = tp.trim().split('-').collect();
-        if let [_, trace, span, flags] = parts[..] {
-            let sampled = u8::from_str_radix(flags, 16).is_ok_and(|f| f & 1 == 1);
-            if let Some(cx) = remote(trace, span, sampled) {
-                return Some(cx);
-            }
-        }
-    }
-    let header = m
-        .attributes()
-        .and_then(|a| a.get(&MessageSystemAttributeName::AwsTraceHeader))?;
-    // Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1
-    let (mut root, mut parent, mut sampled) = (None, None, false);
-    for part in header.split(';') {
-        match part.trim().split_once('=') {
-            Some(("Root", v)) => root = v.split('-').skip(1).collect::<Vec<_>>().concat().into(),
-            Some(("Parent", v)) => parent = Some(v.to_string()),
-            Some(("Sampled", v)) => sampled = v == "1",
-            _ => {}
-        }
-    }
-    remote(&root?, &parent?, sampled)
 }
 
 /// Visibility delay before a message comes back for another try: grows with its receive count

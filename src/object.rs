@@ -1,6 +1,6 @@
 //! One object: from the S3 stream to encoded documents in the batcher's channel.
 //!
-//! The [`ObjectIndexer`] opens the object ([`crate::object_reader`]), then on a blocking thread
+//! The [`ObjectIndexer`] opens the object (an [`ObjectStore`]), then on a blocking thread
 //! runs the record wing over it ([`crate::record`]: decompress, frame, decode, normalize), encodes
 //! each record once ([`Doc::encode`]) and sends it into the bounded channel, blocking while the
 //! batcher is full: the backpressure that reaches back to SQS. Every document carries a token of
@@ -20,13 +20,12 @@ use tracing::Instrument;
 
 use crate::ack::AckGroup;
 use crate::metrics;
-use crate::notification::ObjectRef;
-use crate::object_reader::{self, FetchError};
 use crate::record::dead_letter::raw_head;
 use crate::record::decompress::{decompress, SourceTap};
 use crate::record::{DeadLetters, DeadRecord, Decoder, Framer, Item, Normalizer, ObjectContext};
 use crate::sink::batcher::{CHUNK_BYTES, CHUNK_DOCS};
 use crate::sink::Doc;
+use crate::source::{FetchError, ObjectRef, ObjectStore};
 
 /// Per-object counts, logged when the object is read.
 #[derive(Debug, Default)]
@@ -54,7 +53,7 @@ pub(crate) enum ObjectError {
 
 /// Indexes objects: everything one object needs, shared by all of them.
 pub(crate) struct ObjectIndexer {
-    pub(crate) s3: aws_sdk_s3::Client,
+    pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) normalizer: Arc<Normalizer>,
     pub(crate) dead_letters: DeadLetters,
     pub(crate) max_record_bytes: usize,
@@ -75,7 +74,7 @@ impl ObjectIndexer {
     ) -> Result<(), ObjectError> {
         let span = tracing::info_span!("object", aws.s3.bucket = %obj.bucket, aws.s3.key = %obj.key, bytes = tracing::field::Empty, records = tracing::field::Empty);
         async {
-            let opened = object_reader::open(&self.s3, obj).await?;
+            let opened = self.store.open(obj).await?;
             let meta = Arc::new(ObjectContext {
                 bucket: obj.bucket.clone(),
                 key: opened.key.clone(),
@@ -92,7 +91,7 @@ impl ObjectIndexer {
                 event_time: obj.event_time,
                 provenance: Default::default(),
             });
-            let source = SourceTap::new(SyncIoBridge::new(opened.body.into_async_read()));
+            let source = SourceTap::new(SyncIoBridge::new(opened.body));
             let compressed = source.bytes.clone();
             let (normalizer, dead_letters, docs, group, max) = (
                 self.normalizer.clone(),

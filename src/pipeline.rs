@@ -17,13 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use aws_sdk_sqs::types::MessageSystemAttributeName;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::acknowledger::Acknowledger;
-use crate::backoff;
 use crate::config::Config;
 use crate::health::{self, Health};
 use crate::message::MessageWorker;
@@ -34,6 +31,11 @@ use crate::sink::batcher::{self, BatchLimits};
 use crate::sink::bulk::BulkSink;
 use crate::sink::es::EsClient;
 use crate::sink::rate_limiter::RateLimiter;
+use crate::sink::BulkClient;
+use crate::source::inflight::InFlight;
+use crate::source::s3::S3Store;
+use crate::source::sqs::{self, SqsQueue};
+use crate::source::{aws, ObjectStore, Queue};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
@@ -41,36 +43,42 @@ pub struct RunOptions {
     pub exit_when_idle: bool,
 }
 
-/// AWS clients from the standard chain; `AWS_ENDPOINT_URL` (LocalStack) switches S3 to path style.
-/// HTTPS is rustls on ring, the crypto the Elasticsearch client already links.
-pub async fn aws_clients(cfg: &Config) -> (aws_sdk_sqs::Client, aws_sdk_s3::Client) {
-    use aws_smithy_http_client::tls;
-    let https = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https);
-    if let Some(region) = &cfg.aws_region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    if let Some(url) = &cfg.aws_endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    let conf = loader.load().await;
-    let s3_conf = aws_sdk_s3::config::Builder::from(&conf)
-        .force_path_style(cfg.aws_endpoint_url.is_some())
-        .build();
-    (
-        aws_sdk_sqs::Client::new(&conf),
-        aws_sdk_s3::Client::from_conf(s3_conf),
-    )
+/// The outside systems the pipeline talks to, one per wing door.
+pub struct Wings {
+    pub queue: Arc<dyn Queue>,
+    pub store: Arc<dyn ObjectStore>,
+    pub cluster: Arc<dyn BulkClient>,
 }
 
+impl Wings {
+    /// The real ones: SQS and S3 through the AWS SDK (`AWS_ENDPOINT_URL`, LocalStack, switches S3
+    /// to path style), the cluster through the Elasticsearch client.
+    pub async fn connect(cfg: &Config) -> anyhow::Result<Wings> {
+        let cluster = EsClient::new(cfg).context("configuring the Elasticsearch client")?;
+        let sdk = aws::sdk_config(cfg).await;
+        Ok(Wings {
+            queue: Arc::new(SqsQueue::new(&sdk, cfg)),
+            store: Arc::new(S3Store::new(&sdk, cfg.aws_endpoint_url.is_some())),
+            cluster: Arc::new(cluster),
+        })
+    }
+}
+
+/// Runs the worker against the real systems until `shutdown` (or until idle, see [`RunOptions`]).
 pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let wings = Wings::connect(&cfg).await?;
+    run_with(cfg, wings, opts, shutdown).await
+}
+
+/// Runs the worker against `wings`: builds the stages from `cfg`, receives until `shutdown` (or
+/// until idle), then drains.
+pub async fn run_with(
+    cfg: Config,
+    wings: Wings,
+    opts: RunOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
-    let (sqs, s3) = aws_clients(&cfg).await;
-    let es = EsClient::new(&cfg).context("configuring the Elasticsearch client")?;
     let normalizer = Arc::new(Normalizer::new(
         cfg.es_index.clone(),
         cfg.timestamp_fields.clone(),
@@ -87,7 +95,7 @@ pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> 
         tokio::spawn(health::serve(listener, health.clone(), background.clone()));
     }
     let sink = Arc::new(BulkSink::new(
-        Arc::new(es),
+        wings.cluster,
         RateLimiter::new(
             cfg.rate_limit_docs_per_sec,
             cfg.rate_limit_burst,
@@ -118,16 +126,15 @@ pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> 
         concurrency: cfg.bulk_concurrency,
     };
     let batcher = tokio::spawn(batcher::run(docs_rx, limits, sink.clone()));
-    let acks = Arc::new(Acknowledger::new(
-        sqs.clone(),
-        cfg.sqs_queue_url.clone(),
+    let acks = Arc::new(InFlight::new(
+        wings.queue.clone(),
         cfg.sqs_visibility_timeout_seconds,
     ));
     let heartbeat = tokio::spawn(acks.clone().heartbeat(background.clone()));
     let records_read = Arc::new(AtomicU64::new(0));
     let worker = Arc::new(MessageWorker {
         objects: ObjectIndexer {
-            s3,
+            store: wings.store,
             normalizer,
             dead_letters,
             max_record_bytes: cfg.max_record_bytes,
@@ -135,7 +142,7 @@ pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> 
             records_read: records_read.clone(),
         },
         acks: acks.clone(),
-        queue_name: cfg.queue_name().to_string(),
+        queue_name: wings.queue.name().to_string(),
         visibility_timeout: cfg.sqs_visibility_timeout_seconds,
     });
     tokio::spawn(summary(
@@ -159,7 +166,14 @@ pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> 
     );
 
     let mut tasks = JoinSet::new();
-    receive_loop(&cfg, &health, &worker, &sqs, &mut tasks, &shutdown, opts).await;
+    let receiver = Receiver {
+        queue: wings.queue.as_ref(),
+        health: &health,
+        worker: &worker,
+        max_in_flight: cfg.max_in_flight_messages,
+        max_per_receive: cfg.sqs_max_messages as usize,
+    };
+    receiver.run(&mut tasks, &shutdown, opts).await;
     let unfinished_timeout = shutdown.is_cancelled().then_some(cfg.shutdown_timeout);
     // The worker holds the documents channel open: drop ours so only running tasks keep it.
     drop(worker);
@@ -175,7 +189,7 @@ pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> 
         None => drained.await,
         Some(limit) => {
             tracing::info!(
-                in_flight = acks.in_flight(),
+                in_flight = acks.len(),
                 timeout_secs = limit.as_secs(),
                 "shutting down: finishing messages in flight"
             );
@@ -183,7 +197,7 @@ pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> 
             let budget = limit.saturating_sub(Duration::from_millis(1500));
             if tokio::time::timeout(budget, drained).await.is_err() {
                 tracing::warn!(
-                    in_flight = acks.in_flight(),
+                    in_flight = acks.len(),
                     "shutdown timeout reached; returning unfinished messages to the queue"
                 );
                 let _ = tokio::time::timeout(Duration::from_millis(1200), acks.release_all()).await;
@@ -200,95 +214,92 @@ pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> 
     Ok(())
 }
 
-async fn receive_loop(
-    cfg: &Config,
-    health: &Health,
-    worker: &Arc<MessageWorker>,
-    sqs: &aws_sdk_sqs::Client,
-    tasks: &mut JoinSet<()>,
-    shutdown: &CancellationToken,
-    opts: RunOptions,
-) {
-    let slots = Arc::new(Semaphore::new(cfg.max_in_flight_messages));
-    let mut failures = 0u32;
-    loop {
-        health.receive_turn();
-        // Backpressure: no receive while MAX_IN_FLIGHT_MESSAGES are being worked on.
-        health.waiting_for_slots(slots.available_permits() == 0);
-        let first = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = shutdown.cancelled() => return,
-        };
-        health.waiting_for_slots(false);
-        let mut held: Vec<OwnedSemaphorePermit> = vec![first];
-        while held.len() < cfg.sqs_max_messages as usize {
-            match slots.clone().try_acquire_owned() {
-                Ok(p) => held.push(p),
-                Err(_) => break,
+/// The receive loop and what it needs.
+struct Receiver<'a> {
+    queue: &'a dyn Queue,
+    health: &'a Health,
+    worker: &'a Arc<MessageWorker>,
+    /// `MAX_IN_FLIGHT_MESSAGES`: slots, one per message being worked on.
+    max_in_flight: usize,
+    /// `SQS_MAX_MESSAGES`.
+    max_per_receive: usize,
+}
+
+impl Receiver<'_> {
+    /// Receives while slots are free and spawns a task per message, until `shutdown` (or idle).
+    async fn run(&self, tasks: &mut JoinSet<()>, shutdown: &CancellationToken, opts: RunOptions) {
+        let health = self.health;
+        let slots = Arc::new(Semaphore::new(self.max_in_flight));
+        let mut failures = 0u32;
+        loop {
+            health.receive_turn();
+            // Backpressure: no receive while MAX_IN_FLIGHT_MESSAGES are being worked on.
+            health.waiting_for_slots(slots.available_permits() == 0);
+            let first = tokio::select! {
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                _ = shutdown.cancelled() => return,
+            };
+            health.waiting_for_slots(false);
+            let mut held: Vec<OwnedSemaphorePermit> = vec![first];
+            while held.len() < self.max_per_receive {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => held.push(p),
+                    Err(_) => break,
+                }
             }
-        }
-        let request = sqs
-            .receive_message()
-            .queue_url(&cfg.sqs_queue_url)
-            .max_number_of_messages(held.len() as i32)
-            .wait_time_seconds(cfg.sqs_wait_time_seconds)
-            .visibility_timeout(cfg.sqs_visibility_timeout_seconds)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .message_attribute_names("All")
-            .send();
-        // Abandoning a receive in flight is safe: messages SQS handed out come back after their
-        // visibility timeout.
-        let result = tokio::select! {
-            r = request => r,
-            _ = shutdown.cancelled() => return,
-        };
-        while let Some(done) = tasks.try_join_next() {
-            if let Err(e) = done {
-                tracing::error!(error = %e, "message task failed");
+            // Abandoning a receive in flight is safe: messages the queue handed out come back
+            // after their visibility timeout.
+            let result = tokio::select! {
+                r = self.queue.receive(held.len()) => r,
+                _ = shutdown.cancelled() => return,
+            };
+            while let Some(done) = tasks.try_join_next() {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "message task failed");
+                }
             }
-        }
-        let messages = match result {
-            Ok(out) => {
-                failures = 0;
-                health.sqs_result(Ok(()));
-                out.messages.unwrap_or_default()
-            }
-            Err(e) => {
-                failures += 1;
-                let delay =
-                    backoff::delay(failures, Duration::from_secs(1), Duration::from_secs(30));
-                let error = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
-                tracing::warn!(
-                    error,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "receive_message failed"
-                );
-                health.sqs_result(Err(format!("receive_message failed: {error}")));
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.cancelled() => return,
+            let messages = match result {
+                Ok(messages) => {
+                    failures = 0;
+                    health.sqs_result(Ok(()));
+                    messages
+                }
+                Err(e) => {
+                    failures += 1;
+                    let delay = sqs::RECEIVE.delay(failures);
+                    let error = e.to_string();
+                    tracing::warn!(
+                        error,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "receive_message failed"
+                    );
+                    health.sqs_result(Err(format!("receive_message failed: {error}")));
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                    continue;
+                }
+            };
+            if messages.is_empty() {
+                metrics::get().empty_receives.add(1, &[]);
+                drop(held);
+                if opts.exit_when_idle && slots.available_permits() == self.max_in_flight {
+                    tracing::info!(
+                        "queue is empty and nothing is in flight; exiting (--exit-when-idle)"
+                    );
+                    return;
                 }
                 continue;
             }
-        };
-        if messages.is_empty() {
-            metrics::get().empty_receives.add(1, &[]);
-            drop(held);
-            if opts.exit_when_idle && slots.available_permits() == cfg.max_in_flight_messages {
-                tracing::info!(
-                    "queue is empty and nothing is in flight; exiting (--exit-when-idle)"
-                );
-                return;
+            for m in messages {
+                let permit = held.pop();
+                let worker = self.worker.clone();
+                tasks.spawn(async move {
+                    worker.process(m).await;
+                    drop(permit);
+                });
             }
-            continue;
-        }
-        for m in messages {
-            let permit = held.pop();
-            let worker = worker.clone();
-            tasks.spawn(async move {
-                worker.process(m).await;
-                drop(permit);
-            });
         }
     }
 }
@@ -310,7 +321,7 @@ async fn probe_cluster(sink: Arc<BulkSink>, health: Arc<Health>, stop: Cancellat
 /// What the summary line reads.
 struct Summary {
     records_read: Arc<AtomicU64>,
-    acks: Arc<Acknowledger>,
+    acks: Arc<InFlight>,
     sink: Arc<BulkSink>,
     configured_rate: u32,
 }
@@ -332,7 +343,7 @@ async fn summary(s: Summary, stop: CancellationToken) {
         tracing::info!(
             docs_in_per_sec = (read - last_in) as f64 / EVERY.as_secs_f64(),
             docs_out_per_sec = (out - last_out) as f64 / EVERY.as_secs_f64(),
-            messages_in_flight = s.acks.in_flight(),
+            messages_in_flight = s.acks.len(),
             configured_rate = s.configured_rate,
             effective_rate = sink.effective_rate().map_or(0, |r| r.round() as u64),
             retried_total = sink.stats.retried.load(Ordering::Relaxed),

@@ -195,6 +195,53 @@ impl Telemetry {
     }
 }
 
+/// The trace a producer attached to a message: a W3C `traceparent` message attribute, or the
+/// `AWSTraceHeader` system attribute that X-Ray-instrumented senders set (tried second). The
+/// message's span continues that trace.
+pub fn remote_parent(
+    traceparent: Option<&str>,
+    aws_trace_header: Option<&str>,
+) -> Option<opentelemetry::Context> {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    let remote = |trace: &str, span: &str, sampled: bool| {
+        let sc = SpanContext::new(
+            TraceId::from_hex(trace).ok()?,
+            SpanId::from_hex(span).ok()?,
+            if sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            },
+            true,
+            TraceState::default(),
+        );
+        sc.is_valid()
+            .then(|| opentelemetry::Context::new().with_remote_span_context(sc))
+    };
+    if let Some(tp) = traceparent {
+        // version-traceid-spanid-flags
+        let parts: Vec<&str> = tp.trim().split('-').collect();
+        if let [_, trace, span, flags] = parts[..] {
+            let sampled = u8::from_str_radix(flags, 16).is_ok_and(|f| f & 1 == 1);
+            if let Some(cx) = remote(trace, span, sampled) {
+                return Some(cx);
+            }
+        }
+    }
+    let header = aws_trace_header?;
+    // Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1
+    let (mut root, mut parent, mut sampled) = (None, None, false);
+    for part in header.split(';') {
+        match part.trim().split_once('=') {
+            Some(("Root", v)) => root = v.split('-').skip(1).collect::<Vec<_>>().concat().into(),
+            Some(("Parent", v)) => parent = Some(v.to_string()),
+            Some(("Sampled", v)) => sampled = v == "1",
+            _ => {}
+        }
+    }
+    remote(&root?, &parent?, sampled)
+}
+
 /// One JSON object per line: time, level, target, message, fields, the current span's name and
 /// fields, and the OpenTelemetry `trace_id`/`span_id` when the event happens inside a trace.
 struct JsonWithTrace;

@@ -5,8 +5,8 @@
 
 use std::io::Read;
 
-use f4a_indexer::notification;
 use f4a_indexer::record::{decode_frame, Framer, Item};
+use f4a_indexer::source::notification;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 

@@ -19,6 +19,7 @@ pub mod bulk;
 pub mod classify;
 pub mod doc;
 pub mod es;
+pub mod memory;
 pub mod rate_limiter;
 
 pub use doc::Doc;
