@@ -303,3 +303,39 @@ async fn failed_receives_back_off_exponentially() {
     }
     assert_eq!(w.queue.deleted(), [id]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn refused_documents_are_dead_lettered_and_a_refused_dead_letter_keeps_the_message() {
+    use f4a_indexer::sink::memory::Rule;
+    let w = World::new();
+    w.cluster.add_rule(Rule::RefuseItemWith {
+        field: "i".into(),
+        status: 400,
+        error_type: "mapper_parsing_exception".into(),
+    });
+    let id = w.object("refused.json", 4);
+    let t0 = Instant::now();
+    finished(w.start(idle(), &[])).await;
+    assert_eq!(
+        w.queue.deleted(),
+        std::slice::from_ref(&id),
+        "all dead-lettered: done"
+    );
+    assert_eq!(w.cluster.docs("f4a-dead-letter").len(), 4);
+    assert!(w.cluster.docs(INDEX).is_empty());
+
+    // The same with a dead-letter index that refuses the entries too: the message is kept.
+    let w = World::new();
+    w.cluster.add_rule(Rule::RefuseItemWith {
+        field: "i".into(),
+        status: 400,
+        error_type: "mapper_parsing_exception".into(),
+    });
+    w.cluster
+        .add_rule(Rule::RefuseIndex("f4a-dead-letter".into()));
+    let id = w.object("refused.json", 4);
+    finished(w.start(idle(), &[])).await;
+    assert!(w.queue.deleted().is_empty());
+    let changes = w.visibility_changes(&id, t0);
+    assert_eq!(changes.len(), 1, "released for another try: {changes:?}");
+}

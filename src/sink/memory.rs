@@ -3,9 +3,11 @@
 //! It parses each `_bulk` body as a cluster would (action line, source line), stores the
 //! documents by index and `_id` (op_type `index`: a second write of an id replaces the first) and
 //! answers with the item statuses. It can be slowed down (on the tokio clock, so paused time drives
-//! it) and made to fail; every request is recorded.
+//! it), made to fail whole requests, and given [`Rule`]s that refuse requests or items the way a
+//! real cluster does (413, a 400 for the whole request, mapping conflicts, 429
+//! `es_rejected_execution_exception`, 409). Every request is recorded.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -25,6 +27,26 @@ pub struct Request {
     pub status: u16,
 }
 
+/// How the cluster refuses what it is sent; rules are checked in the order they were added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rule {
+    /// A request of more than this many documents is answered 413.
+    MaxDocs(usize),
+    /// A request holding a document with this top-level field is answered 400 as a whole.
+    RefuseRequestWith(String),
+    /// A document with this top-level field gets this item status and error type.
+    RefuseItemWith {
+        field: String,
+        status: u16,
+        error_type: String,
+    },
+    /// Every document sent to this index is refused (400 `mapper_parsing_exception`).
+    RefuseIndex(String),
+    /// A document with this top-level field is rejected (429 `es_rejected_execution_exception`)
+    /// its first `times` attempts, then indexed.
+    RejectItemWith { field: String, times: u32 },
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// index → `_id` → source.
@@ -35,6 +57,9 @@ struct State {
     failing: Option<u16>,
     /// The next requests are answered with these statuses, one each.
     next_statuses: VecDeque<u16>,
+    rules: Vec<Rule>,
+    /// Rejections so far per `_id`, for [`Rule::RejectItemWith`].
+    rejected: HashMap<String, u32>,
 }
 
 /// An in-memory Elasticsearch/OpenSearch.
@@ -67,6 +92,10 @@ impl MemoryCluster {
         self.state().next_statuses.extend(statuses);
     }
 
+    pub fn add_rule(&self, rule: Rule) {
+        self.state().rules.push(rule);
+    }
+
     /// The documents of `index`: `_id` → source.
     pub fn docs(&self, index: &str) -> BTreeMap<String, Value> {
         self.state().indices.get(index).cloned().unwrap_or_default()
@@ -81,38 +110,69 @@ impl MemoryCluster {
         self.state().requests.clone()
     }
 
-    /// Applies one body and returns the answer's status and items.
+    /// Applies one body and returns the answer's status and body.
     fn apply(&self, body: &[u8]) -> (u16, Value) {
         let mut st = self.state();
+        let mut docs = Vec::new();
         let mut lines = body.split(|b| *b == b'\n').filter(|l| !l.is_empty());
-        let mut items = Vec::new();
         while let (Some(action), Some(source)) = (lines.next(), lines.next()) {
             let (Ok(action), Ok(source)) = (
                 serde_json::from_slice::<Value>(action),
                 serde_json::from_slice::<Value>(source),
             ) else {
-                return (
-                    400,
-                    json!({"error": {"type": "parse_exception"}, "status": 400}),
-                );
+                return (400, error("parse_exception", "the body is not NDJSON"));
             };
-            let index = action["index"]["_index"].as_str().unwrap_or_default();
-            let id = action["index"]["_id"].as_str().unwrap_or_default();
-            let replaced = st
-                .indices
-                .entry(index.to_string())
-                .or_default()
-                .insert(id.to_string(), source)
-                .is_some();
-            items.push(json!({"index": {"status": if replaced { 200 } else { 201 }}}));
+            let index = action["index"]["_index"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let id = action["index"]["_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            docs.push((index, id, source));
         }
-        let docs = items.len();
+        let refused = st.rules.iter().find_map(|rule| match rule {
+            Rule::MaxDocs(max) if docs.len() > *max => Some(413),
+            Rule::RefuseRequestWith(field) if docs.iter().any(|d| d.2.get(field).is_some()) => {
+                Some(400)
+            }
+            _ => None,
+        });
+        if let Some(status) = refused {
+            st.requests.push(Request {
+                at: Instant::now(),
+                docs: docs.len(),
+                status,
+            });
+            return (status, error("request_refused", "refused by a rule"));
+        }
+        let mut items = Vec::new();
+        let mut errors = false;
+        for (index, id, source) in docs {
+            let status = match item_status(&mut st, &index, &id, &source) {
+                Some((status, error_type)) => {
+                    errors = true;
+                    json!({"status": status, "error": {"type": error_type, "reason": format!("{error_type} by a rule")}})
+                }
+                None => {
+                    let replaced = st
+                        .indices
+                        .entry(index)
+                        .or_default()
+                        .insert(id, source)
+                        .is_some();
+                    json!({"status": if replaced { 200 } else { 201 }})
+                }
+            };
+            items.push(json!({ "index": status }));
+        }
         st.requests.push(Request {
             at: Instant::now(),
-            docs,
+            docs: items.len(),
             status: 200,
         });
-        (200, json!({"errors": false, "items": items}))
+        (200, json!({"errors": errors, "items": items}))
     }
 
     /// The status every document of this request gets instead of being indexed, if any.
@@ -135,10 +195,7 @@ impl BulkClient for MemoryCluster {
         tokio::time::sleep(latency).await;
         let docs = body.iter().filter(|b| **b == b'\n').count() / 2;
         let (status, answer) = match self.injected(docs) {
-            Some(status) => (
-                status,
-                json!({"error": {"type": "injected", "reason": "injected failure"}, "status": status}),
-            ),
+            Some(status) => (status, error("injected", "injected failure")),
             None => self.apply(&body),
         };
         Ok(BulkReply {
@@ -153,4 +210,33 @@ impl BulkClient for MemoryCluster {
             None => Ok(()),
         }
     }
+}
+
+fn error(error_type: &str, reason: &str) -> Value {
+    json!({"error": {"type": error_type, "reason": reason}})
+}
+
+/// The item status and error type the rules give one document, or `None`: it is indexed.
+fn item_status(st: &mut State, index: &str, id: &str, source: &Value) -> Option<(u16, String)> {
+    for rule in &st.rules {
+        match rule {
+            Rule::RefuseIndex(refused) if refused == index => {
+                return Some((400, "mapper_parsing_exception".into()))
+            }
+            Rule::RefuseItemWith {
+                field,
+                status,
+                error_type,
+            } if source.get(field).is_some() => return Some((*status, error_type.clone())),
+            Rule::RejectItemWith { field, times } if source.get(field).is_some() => {
+                let so_far = st.rejected.entry(id.to_string()).or_default();
+                if *so_far < *times {
+                    *so_far += 1;
+                    return Some((429, "es_rejected_execution_exception".into()));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }

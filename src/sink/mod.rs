@@ -57,3 +57,6 @@ pub trait BulkClient: Send + Sync {
     async fn bulk(&self, body: Bytes) -> Result<BulkReply, TransportError>;
     async fn probe(&self) -> Result<(), String>;
 }
+
+#[cfg(test)]
+mod tests;
