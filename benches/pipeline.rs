@@ -202,8 +202,8 @@ fn main() {
         (k == "SQS_QUEUE_URL").then(|| "http://localhost/bench".to_string())
     })
     .expect("default config");
-    let normalizer = Normalizer::new(cfg.es_index, cfg.timestamp_fields);
-    let max_docs = cfg.bulk_max_docs;
+    let normalizer = Normalizer::new(cfg.record.index, cfg.record.timestamp_fields);
+    let max_docs = cfg.sink.bulk.max_docs;
 
     type Variant<'a> = (&'a str, Box<dyn Fn() -> Outcome + 'a>);
     let variants: Vec<Variant> = vec![

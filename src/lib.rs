@@ -17,22 +17,25 @@
 //! | module | owns |
 //! |---|---|
 //! | [`pipeline`] | builds the wings from [`config::Config`] ([`pipeline::Wings`]); the receive loop with its slots; the shutdown drain |
-//! | [`message`] | one message: parse → objects → wait for its ack group → delete or release |
-//! | [`object`] | one object: open → blocking reader → documents into the batcher's channel |
+//! | `message` | one message: parse → objects → wait for its ack group → delete or release |
+//! | `object` | one object: open → blocking reader → documents into the batcher's channel |
 //! | [`ack`] | ack groups and tokens: the no-loss rule (a dropped token is a failure) |
 //! | [`source`] | the [`source::Queue`] and [`source::ObjectStore`] traits; SQS, S3, notifications, messages in flight (heartbeat, release), in-memory fakes |
 //! | [`record`] | bytes → documents, pure and synchronous: decompress, frame, decode, normalize, `_id` and index, dead-letter entries |
 //! | [`sink`] | the [`sink::BulkClient`] trait; document encoding, batcher, rate limiter, bulk delivery, the pure retry decision, the Elasticsearch client, an in-memory cluster |
 //!
 //! Beside them, imported by all and importing none of them: [`config`], the only place that
-//! reads the environment; [`telemetry`] (logs and traces), [`metrics`] (every instrument),
-//! [`health`] (`/healthz`, `/readyz`) and [`backoff`] (retry delays and policies). `main.rs`
-//! parses the command line and runs [`pipeline::run`]. `docs/design.md` states the delivery
-//! contract.
+//! reads the environment (one section per wing, and the start-up check that refuses unknown
+//! variables under the worker's prefixes); `events`, every observable outcome (its log line and
+//! its metric) named in one place; [`telemetry`] (plain-JSON logs and traces), `metrics` (every
+//! instrument), [`health`] (`/healthz`, `/readyz`) and `backoff` (retry delays and policies).
+//! `main.rs` parses the command line and runs [`pipeline::run`]. `docs/design.md` states the
+//! delivery contract.
 
 pub mod ack;
 pub(crate) mod backoff;
 pub mod config;
+pub(crate) mod events;
 pub mod health;
 pub(crate) mod message;
 pub(crate) mod metrics;

@@ -1,8 +1,8 @@
 //! Message lifecycle: one SQS message from receipt to delete or release.
 //!
 //! The [`MessageWorker`] parses the notification; for each object, streams its records into the
-//! batcher ([`ObjectIndexer`]); waits until every document is settled (its [`AckGroup`] drains); then
-//! delete the message, or release it with a growing delay if anything is unfinished. A body that is
+//! batcher ([`ObjectIndexer`]); waits until every document is settled (its [`AckGroup`] drains);
+//! then deletes the message, or releases it with a growing delay if anything is unfinished. A body that is
 //! not a notification is released the same way, so the queue's redrive policy ends up moving it to
 //! the dead-letter queue. Each message is one trace (`process` span), continuing the producer's
 //! trace context when the message carries one.
@@ -14,6 +14,7 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::ack::AckGroup;
+use crate::events::{self, MessageOutcome, MessageSettled};
 use crate::metrics;
 use crate::object::{ObjectError, ObjectIndexer};
 use crate::source::inflight::InFlight;
@@ -34,16 +35,14 @@ pub(crate) struct MessageWorker {
 impl MessageWorker {
     /// Takes `m` from receipt to delete or release. Returns once the message is settled.
     pub(crate) async fn process(&self, m: Message) {
-        let id = m.id.clone();
-        let receive_count = m.receive_count;
         let span = tracing::info_span!(
             "process",
             otel.kind = "consumer",
             messaging.system = "aws_sqs",
             messaging.operation.type = "process",
             messaging.destination.name = %self.queue_name,
-            messaging.message.id = %id,
-            messaging.sqs.receive_count = receive_count,
+            messaging.message.id = %m.id,
+            messaging.sqs.receive_count = m.receive_count,
             objects = tracing::field::Empty,
             documents = tracing::field::Empty,
             dead_lettered = tracing::field::Empty,
@@ -54,70 +53,76 @@ impl MessageWorker {
         {
             let _ = span.set_parent(parent);
         }
-        let metrics = metrics::get();
-        metrics.messages_in_flight.add(1, &[]);
+        let in_flight = &metrics::get().messages_in_flight;
+        in_flight.add(1, &[]);
+        self.settle(m).instrument(span).await;
+        in_flight.add(-1, &[]);
+    }
+
+    async fn settle(&self, m: Message) {
+        let id = m.id.as_str();
         // When this message is given back for another try.
-        let delay = redelivery_delay(receive_count, self.visibility_timeout);
-        async {
-        self.acks.track(&id, &m.receipt);
-        let notification = match notification::parse(&m.body) {
-            Ok(n) => n,
+        let retry_in_secs = redelivery_delay(m.receive_count, self.visibility_timeout);
+        self.acks.track(id, &m.receipt);
+        let objects = match notification::parse(&m.body) {
+            Ok(Notification::Objects(objects)) => objects,
+            Ok(Notification::Ignore(reason)) => {
+                MessageSettled::Ignored { reason: &reason }.emit();
+                self.acks.delete(id).await;
+                return;
+            }
             Err(e) => {
-                tracing::warn!(error = %e, body_head = %head(&m.body), retry_in_secs = delay, "message is not an S3 notification; leaving it in the queue for its redrive policy");
-                tracing::Span::current().record("otel.status_code", "ERROR");
-                metrics.message("invalid");
-                self.acks.release(&id, delay).await;
+                MessageSettled::NotANotification {
+                    error: &e.to_string(),
+                    body_head: head(&m.body),
+                    retry_in_secs,
+                }
+                .emit();
+                self.acks.release(id, retry_in_secs).await;
                 return;
             }
         };
-        let objects = match notification {
-            Notification::Ignore(reason) => {
-                tracing::info!(reason, "nothing to index; deleting the message");
-                metrics.message("ignored");
-                self.acks.delete(&id).await;
-                return;
-            }
-            Notification::Objects(objects) => objects,
-        };
-        tracing::Span::current().record("objects", objects.len());
+        let span = tracing::Span::current();
+        span.record("objects", objects.len());
         let group = AckGroup::new();
-        let mut retry_reason = None;
-        let message_span = tracing::Span::current().context().span().span_context().clone();
+        let mut unfinished = None;
+        let message_span = span.context().span().span_context().clone();
         let message_span = message_span.is_valid().then_some(message_span);
         for obj in &objects {
             match self.objects.index(obj, &group, message_span.as_ref()).await {
                 Ok(()) => {}
                 Err(ObjectError::Fetch(FetchError::Missing { bucket, key })) => {
-                    tracing::warn!(bucket, key, "object no longer exists; skipping it");
+                    events::object_missing(&bucket, &key);
                 }
                 Err(e) => {
-                    retry_reason = Some(e.to_string());
+                    unfinished = Some(e.to_string());
                     break;
                 }
             }
         }
         let outcome = group.wait().await;
-        let span = tracing::Span::current();
         span.record("documents", outcome.indexed);
         span.record("dead_lettered", outcome.dead_lettered);
-        if let Some(reason) = retry_reason {
-            tracing::warn!(reason, retry_in_secs = delay, "message not finished; returning it to the queue");
-            span.record("otel.status_code", "ERROR");
-            metrics.message("released");
-            self.acks.release(&id, delay).await;
-        } else if outcome.failed {
-            tracing::error!(indexed = outcome.indexed, dead_lettered = outcome.dead_lettered, retry_in_secs = delay, "some documents were neither indexed nor dead-lettered; keeping the message");
-            metrics.message("released");
-            self.acks.release(&id, delay).await;
-        } else {
-            tracing::info!(indexed = outcome.indexed, dead_lettered = outcome.dead_lettered, "message done; deleting it");
-            metrics.message("deleted");
-            self.acks.delete(&id).await;
+        let settled = match &unfinished {
+            Some(reason) => MessageSettled::Unfinished {
+                reason,
+                retry_in_secs,
+            },
+            None if outcome.failed => MessageSettled::Incomplete {
+                indexed: outcome.indexed,
+                dead_lettered: outcome.dead_lettered,
+                retry_in_secs,
+            },
+            None => MessageSettled::Deleted {
+                indexed: outcome.indexed,
+                dead_lettered: outcome.dead_lettered,
+            },
+        };
+        settled.emit();
+        match settled.outcome() {
+            MessageOutcome::Deleted => self.acks.delete(id).await,
+            _ => self.acks.release(id, retry_in_secs).await,
         }
-    }
-    .instrument(span)
-    .await;
-        metrics.messages_in_flight.add(-1, &[]);
     }
 }
 

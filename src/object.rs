@@ -10,7 +10,7 @@
 //! message today; a listing of a bucket for a backfill, say).
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use chrono::{SecondsFormat, Utc};
@@ -19,7 +19,7 @@ use tokio_util::io::SyncIoBridge;
 use tracing::Instrument;
 
 use crate::ack::AckGroup;
-use crate::metrics;
+use crate::events;
 use crate::record::dead_letter::raw_head;
 use crate::record::decompress::{decompress, SourceTap};
 use crate::record::{DeadLetters, DeadRecord, Decoder, Framer, Item, Normalizer, ObjectContext};
@@ -59,8 +59,6 @@ pub(crate) struct ObjectIndexer {
     pub(crate) max_record_bytes: usize,
     /// Into the batcher; bounded, so readers block when the sink is the bottleneck.
     pub(crate) docs: mpsc::Sender<Vec<Doc>>,
-    /// Records read, for the periodic summary line.
-    pub(crate) records_read: Arc<AtomicU64>,
 }
 
 impl ObjectIndexer {
@@ -140,17 +138,15 @@ impl ObjectIndexer {
             match read {
                 Ok(stats) => {
                     span.record("records", stats.records);
-                    self.records_read
-                        .fetch_add(stats.records, Ordering::Relaxed);
-                    tracing::info!(
-                        records = stats.records,
-                        undecodable = stats.undecodable,
-                        timestamp_fallbacks = stats.timestamp_fallbacks,
-                        timestamp_invalid = stats.timestamp_invalid,
-                        compressed_bytes = bytes,
-                        decompressed_bytes = stats.decompressed_bytes,
-                        "object read"
-                    );
+                    events::ObjectRead {
+                        records: stats.records,
+                        undecodable: stats.undecodable,
+                        timestamp_fallbacks: stats.timestamp_fallbacks,
+                        timestamp_invalid: stats.timestamp_invalid,
+                        compressed_bytes: bytes,
+                        decompressed_bytes: stats.decompressed_bytes,
+                    }
+                    .emit();
                     Ok(())
                 }
                 Err(ReadError::Stopped) => Err(ObjectError::Stopped),
@@ -236,9 +232,6 @@ impl Reader<'_> {
         }
         self.flush()?;
         stats.decompressed_bytes = framer.position();
-        metrics::get()
-            .docs_received
-            .add(stats.records + stats.undecodable, &[]);
         Ok(stats)
     }
 
@@ -262,7 +255,7 @@ impl Reader<'_> {
     }
 
     fn send_dead(&self, dead: &DeadRecord, stats: &mut ObjectStats) -> Result<(), ReadError> {
-        tracing::warn!(bucket = %self.meta.bucket, key = %self.meta.key, offset = dead.offset, reason = %dead.reason, "undecodable record; dead-lettering it");
+        events::record_undecodable(&self.meta.bucket, &self.meta.key, dead.offset, &dead.reason);
         stats.undecodable += 1;
         let n = self.dead_letters.undecodable(dead, self.meta);
         self.send(Doc::encode(

@@ -12,7 +12,6 @@
 //! Shutdown (SIGTERM): stop receiving, let in-flight messages finish until
 //! `SHUTDOWN_TIMEOUT_SECS`, return the unfinished ones to the queue with visibility 0, exit 0.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +26,7 @@ use crate::message::MessageWorker;
 use crate::metrics;
 use crate::object::ObjectIndexer;
 use crate::record::{DeadLetters, Normalizer};
-use crate::sink::batcher::{self, BatchLimits};
+use crate::sink::batcher;
 use crate::sink::bulk::BulkSink;
 use crate::sink::es::EsClient;
 use crate::sink::rate_limiter::RateLimiter;
@@ -54,11 +53,13 @@ impl Wings {
     /// The real ones: SQS and S3 through the AWS SDK (`AWS_ENDPOINT_URL`, LocalStack, switches S3
     /// to path style), the cluster through the Elasticsearch client.
     pub async fn connect(cfg: &Config) -> anyhow::Result<Wings> {
-        let cluster = EsClient::new(cfg).context("configuring the Elasticsearch client")?;
-        let sdk = aws::sdk_config(cfg).await;
+        let cluster =
+            EsClient::new(&cfg.sink.es).context("configuring the Elasticsearch client")?;
+        let source = &cfg.source;
+        let sdk = aws::sdk_config(source).await;
         Ok(Wings {
-            queue: Arc::new(SqsQueue::new(&sdk, cfg)),
-            store: Arc::new(S3Store::new(&sdk, cfg.aws_endpoint_url.is_some())),
+            queue: Arc::new(SqsQueue::new(&sdk, source)),
+            store: Arc::new(S3Store::new(&sdk, source.aws_endpoint_url.is_some())),
             cluster: Arc::new(cluster),
         })
     }
@@ -79,15 +80,16 @@ pub async fn run_with(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
+    let (source, record, sink_cfg, worker_cfg) = (&cfg.source, &cfg.record, &cfg.sink, &cfg.worker);
     let normalizer = Arc::new(Normalizer::new(
-        cfg.es_index.clone(),
-        cfg.timestamp_fields.clone(),
+        record.index.clone(),
+        record.timestamp_fields.clone(),
     ));
-    let dead_letters = DeadLetters::new(&cfg.dead_letter_index);
+    let dead_letters = DeadLetters::new(&record.dead_letter_index);
     // Stuck = no receive turn for a whole long poll plus a minute.
-    let health = Health::new(Duration::from_secs(cfg.sqs_wait_time_seconds as u64 + 60));
+    let health = Health::new(Duration::from_secs(source.wait_time_seconds as u64 + 60));
     let background = CancellationToken::new();
-    if let Some(addr) = cfg.health_addr {
+    if let Some(addr) = worker_cfg.health_addr {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("HEALTH_ADDR={addr}: cannot listen"))?;
@@ -96,15 +98,9 @@ pub async fn run_with(
     }
     let sink = Arc::new(BulkSink::new(
         wings.cluster,
-        RateLimiter::new(
-            cfg.rate_limit_docs_per_sec,
-            cfg.rate_limit_burst,
-            cfg.rate_limit_bytes_per_sec,
-            cfg.rate_limit_adaptive_floor,
-        ),
+        RateLimiter::new(&cfg.rate),
         dead_letters.clone(),
-        cfg.retry_initial_backoff,
-        cfg.retry_max_backoff,
+        sink_cfg.retry,
         health.clone(),
     ));
     tokio::spawn(probe_cluster(
@@ -118,50 +114,42 @@ pub async fn run_with(
         (configured, gauge_sink.effective_rate().unwrap_or(0.0))
     }));
     // Twice a batch: the readers stay one batch ahead of the sink, and no further.
-    let (docs_tx, docs_rx) = mpsc::channel((cfg.bulk_max_docs * 2 / batcher::CHUNK_DOCS).max(4));
-    let limits = BatchLimits {
-        max_docs: cfg.bulk_max_docs,
-        max_bytes: cfg.bulk_max_bytes,
-        flush_interval: cfg.bulk_flush_interval,
-        concurrency: cfg.bulk_concurrency,
-    };
-    let batcher = tokio::spawn(batcher::run(docs_rx, limits, sink.clone()));
+    let bulk = sink_cfg.bulk;
+    let (docs_tx, docs_rx) = mpsc::channel((bulk.max_docs * 2 / batcher::CHUNK_DOCS).max(4));
+    let batcher = tokio::spawn(batcher::run(docs_rx, bulk, sink.clone()));
     let acks = Arc::new(InFlight::new(
         wings.queue.clone(),
-        cfg.sqs_visibility_timeout_seconds,
+        source.visibility_timeout_seconds,
     ));
     let heartbeat = tokio::spawn(acks.clone().heartbeat(background.clone()));
-    let records_read = Arc::new(AtomicU64::new(0));
     let worker = Arc::new(MessageWorker {
         objects: ObjectIndexer {
             store: wings.store,
             normalizer,
             dead_letters,
-            max_record_bytes: cfg.max_record_bytes,
+            max_record_bytes: record.max_record_bytes,
             docs: docs_tx,
-            records_read: records_read.clone(),
         },
         acks: acks.clone(),
         queue_name: wings.queue.name().to_string(),
-        visibility_timeout: cfg.sqs_visibility_timeout_seconds,
+        visibility_timeout: source.visibility_timeout_seconds,
     });
     tokio::spawn(summary(
         Summary {
-            records_read,
             acks: acks.clone(),
             sink: sink.clone(),
-            configured_rate: cfg.rate_limit_docs_per_sec.unwrap_or(0),
+            configured_rate: cfg.rate.docs_per_sec.unwrap_or(0),
         },
         background.clone(),
     ));
     tracing::info!(
-        queue = cfg.queue_name(),
-        es_url = %cfg.es_url,
-        rate_limit_docs_per_sec = cfg.rate_limit_docs_per_sec.unwrap_or(0),
-        rate_limit_burst = cfg.rate_limit_burst,
-        bulk_max_docs = cfg.bulk_max_docs,
-        bulk_concurrency = cfg.bulk_concurrency,
-        max_in_flight_messages = cfg.max_in_flight_messages,
+        queue = wings.queue.name(),
+        es_url = %sink_cfg.es.url,
+        rate_limit_docs_per_sec = cfg.rate.docs_per_sec.unwrap_or(0),
+        rate_limit_burst = cfg.rate.burst,
+        bulk_max_docs = bulk.max_docs,
+        bulk_concurrency = bulk.concurrency,
+        max_in_flight_messages = worker_cfg.max_in_flight_messages,
         "f4a-indexer started"
     );
 
@@ -170,11 +158,13 @@ pub async fn run_with(
         queue: wings.queue.as_ref(),
         health: &health,
         worker: &worker,
-        max_in_flight: cfg.max_in_flight_messages,
-        max_per_receive: cfg.sqs_max_messages as usize,
+        max_in_flight: worker_cfg.max_in_flight_messages,
+        max_per_receive: source.max_messages as usize,
     };
     receiver.run(&mut tasks, &shutdown, opts).await;
-    let unfinished_timeout = shutdown.is_cancelled().then_some(cfg.shutdown_timeout);
+    let unfinished_timeout = shutdown
+        .is_cancelled()
+        .then_some(worker_cfg.shutdown_timeout);
     // The worker holds the documents channel open: drop ours so only running tasks keep it.
     drop(worker);
     let drained = async {
@@ -207,8 +197,8 @@ pub async fn run_with(
     background.cancel();
     let _ = heartbeat.await;
     tracing::info!(
-        indexed = sink.stats.indexed.load(Ordering::Relaxed),
-        dead_lettered = sink.stats.dead_lettered.load(Ordering::Relaxed),
+        indexed = metrics::get().totals().indexed,
+        dead_lettered = metrics::get().totals().dead_lettered,
         "f4a-indexer stopped"
     );
     Ok(())
@@ -320,7 +310,6 @@ async fn probe_cluster(sink: Arc<BulkSink>, health: Arc<Health>, stop: Cancellat
 
 /// What the summary line reads.
 struct Summary {
-    records_read: Arc<AtomicU64>,
     acks: Arc<InFlight>,
     sink: Arc<BulkSink>,
     configured_rate: u32,
@@ -337,16 +326,16 @@ async fn summary(s: Summary, stop: CancellationToken) {
             _ = tick.tick() => {}
         }
         let sink = &s.sink;
-        let read = s.records_read.load(Ordering::Relaxed);
-        let out = sink.stats.indexed.load(Ordering::Relaxed)
-            + sink.stats.dead_lettered.load(Ordering::Relaxed);
+        let totals = metrics::get().totals();
+        let read = totals.received;
+        let out = totals.indexed + totals.dead_lettered;
         tracing::info!(
             docs_in_per_sec = (read - last_in) as f64 / EVERY.as_secs_f64(),
             docs_out_per_sec = (out - last_out) as f64 / EVERY.as_secs_f64(),
             messages_in_flight = s.acks.len(),
             configured_rate = s.configured_rate,
             effective_rate = sink.effective_rate().map_or(0, |r| r.round() as u64),
-            retried_total = sink.stats.retried.load(Ordering::Relaxed),
+            retried_total = totals.retried,
             "summary"
         );
         (last_in, last_out) = (read, out);

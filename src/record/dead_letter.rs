@@ -99,7 +99,7 @@ impl DeadLetters {
     }
 
     /// The entry for a document the cluster refused for good; the first
-    /// [`DEAD_LETTER_SOURCE_BYTES`] of its source are kept.
+    /// `DEAD_LETTER_SOURCE_BYTES` of its source are kept.
     pub fn refused<'a>(&self, r: &Refused<'_>) -> Normalized<'a> {
         let source = &r.source[..r.source.len().min(DEAD_LETTER_SOURCE_BYTES)];
         let original = String::from_utf8_lossy(source);

@@ -40,7 +40,7 @@ pub struct RawRecord<'a> {
     pub offset: u64,
     /// The object, `{` to `}`, with no newline in it (so it is a valid bulk source line as is).
     pub text: &'a str,
-    /// Where its members are in `text`, in order (held by the [`Decoder`], reused per record).
+    /// Where its members are in `text`, in order (held by the `Decoder`, reused per record).
     pub members: &'a [Member],
 }
 
@@ -96,6 +96,6 @@ pub struct Record {
 pub struct DeadRecord {
     pub offset: u64,
     pub reason: String,
-    /// The head of the raw bytes (lossy UTF-8), at most [`DEAD_LETTER_RAW_BYTES`].
+    /// The head of the raw bytes (lossy UTF-8), at most `DEAD_LETTER_RAW_BYTES`.
     pub raw: String,
 }

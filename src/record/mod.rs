@@ -9,31 +9,31 @@
 //! | module | owns |
 //! |---|---|
 //! | [`decompress`] | compression detection by magic bytes, gzip members, the source tap |
-//! | [`frame`] | cutting the stream into records: NDJSON, concatenated, pretty-printed, arrays; resync |
-//! | [`item`] | what a frame decodes to: raw record, tree record, dead record |
-//! | [`decode`] | one frame → items; the fast path that keeps one-line objects as text |
-//! | [`tree`] | the tree path: every layout and error, CloudWatch Logs messages |
-//! | [`normalize`] | the [`Normalizer`]: a record → its document (both paths give the same one) |
-//! | [`document`] | the normalized document and how it is written as a bulk source line |
-//! | [`provenance`] | where a record came from, and the collision rule |
-//! | [`timestamp`] | `@timestamp` parsing and RFC 3339 writing |
-//! | [`target`] | the deterministic `_id` and the index name |
-//! | [`dead_letter`] | one entry shape for records that cannot be decoded or that the cluster refuses |
+//! | `frame` | cutting the stream into records: NDJSON, concatenated, pretty-printed, arrays; resync |
+//! | `item` | what a frame decodes to: raw record, tree record, dead record |
+//! | `decode` | one frame → items; the fast path that keeps one-line objects as text |
+//! | `tree` | the tree path: every layout and error, CloudWatch Logs messages |
+//! | `normalize` | the [`Normalizer`]: a record → its document (both paths give the same one) |
+//! | `document` | the normalized document and how it is written as a bulk source line |
+//! | `provenance` | where a record came from, and the collision rule |
+//! | `timestamp` | `@timestamp` parsing and RFC 3339 writing |
+//! | `target` | the deterministic `_id` and the index name |
+//! | `dead_letter` | one entry shape for records that cannot be decoded or that the cluster refuses |
 //!
 //! Everything here runs on the reader's blocking thread, once per record: it is the hot path
 //! measured by `make bench`.
 
-pub mod dead_letter;
-pub mod decode;
+pub(crate) mod dead_letter;
+pub(crate) mod decode;
 pub mod decompress;
-pub mod document;
-pub mod frame;
-pub mod item;
-pub mod normalize;
-pub mod provenance;
-pub mod target;
-pub mod timestamp;
-pub mod tree;
+pub(crate) mod document;
+pub(crate) mod frame;
+pub(crate) mod item;
+pub(crate) mod normalize;
+pub(crate) mod provenance;
+pub(crate) mod target;
+pub(crate) mod timestamp;
+pub(crate) mod tree;
 
 pub use dead_letter::DeadLetters;
 pub use decode::{decode_frame, Decoder};
@@ -76,13 +76,13 @@ pub(crate) mod test_support {
 
     /// `ES_INDEX`'s default, `f4a-%Y.%m.%d`.
     pub(crate) fn default_index() -> IndexPattern {
-        default_config().es_index
+        default_config().record.index
     }
 
     /// A normalizer with the default settings.
     pub(crate) fn normalizer() -> Normalizer {
         let cfg = default_config();
-        Normalizer::new(cfg.es_index, cfg.timestamp_fields)
+        Normalizer::new(cfg.record.index, cfg.record.timestamp_fields)
     }
 
     /// Every item of `input`, framed and decoded as the reader does.

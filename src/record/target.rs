@@ -36,10 +36,6 @@ impl IndexNames {
         }
     }
 
-    pub fn pattern(&self) -> &IndexPattern {
-        &self.pattern
-    }
-
     /// The name for a document of time `ts`; a date-only pattern is rendered once per UTC day
     /// and thread (strftime formatting costs more than everything else the normalizer does to a
     /// record).
@@ -176,7 +172,8 @@ mod tests {
                 _ => None,
             })
             .unwrap()
-            .es_index
+            .record
+            .index
         };
         let default = IndexNames::new(crate::record::test_support::default_index());
         let ts = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
@@ -197,7 +194,7 @@ mod tests {
         ] {
             assert_eq!(&*daily.name(ts(t)), d);
             assert_eq!(&*hourly.name(ts(t)), h);
-            assert_eq!(*default.name(ts(t)), default.pattern().render(ts(t)));
+            assert_eq!(*default.name(ts(t)), default.pattern.render(ts(t)));
         }
     }
 }

@@ -9,7 +9,6 @@
 //! receiving from SQS: the backlog waits in SQS, never in memory.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
@@ -17,21 +16,14 @@ use tokio::time::Instant;
 
 use super::bulk::BulkSink;
 use super::doc::Doc;
+use crate::config::BulkConfig;
 
 /// Documents a reader gathers before handing them to the batcher (also bounded by [`CHUNK_BYTES`]).
 pub const CHUNK_DOCS: usize = 64;
 pub const CHUNK_BYTES: usize = 256 * 1024;
 
-#[derive(Debug, Clone, Copy)]
-pub struct BatchLimits {
-    pub max_docs: usize,
-    pub max_bytes: usize,
-    pub flush_interval: Duration,
-    pub concurrency: usize,
-}
-
 /// Runs until `input` is closed and every batch has been delivered.
-pub async fn run(mut input: mpsc::Receiver<Vec<Doc>>, limits: BatchLimits, sink: Arc<BulkSink>) {
+pub async fn run(mut input: mpsc::Receiver<Vec<Doc>>, limits: BulkConfig, sink: Arc<BulkSink>) {
     let mut out = Dispatcher {
         slots: Arc::new(Semaphore::new(limits.concurrency)),
         in_sink: JoinSet::new(),

@@ -12,7 +12,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +25,8 @@ use super::rate_limiter::RateLimiter;
 use super::BulkClient;
 use crate::ack::Delivered;
 use crate::backoff;
+use crate::config::RetryConfig;
+use crate::events::{self, BulkOutcome, BulkRetry, Refusal};
 use crate::health::Health;
 use crate::metrics;
 use crate::record::dead_letter::{self, DeadLetters};
@@ -40,23 +41,14 @@ struct Refused {
     reason: String,
 }
 
-/// Counters read by the periodic summary line and the stop line.
-#[derive(Debug, Default)]
-pub struct SinkStats {
-    pub indexed: AtomicU64,
-    pub dead_lettered: AtomicU64,
-    pub retried: AtomicU64,
-}
-
 pub struct BulkSink {
     client: Arc<dyn BulkClient>,
     limiter: RateLimiter,
     /// Refused documents become entries of the dead-letter index.
     dead_letters: DeadLetters,
-    initial_backoff: Duration,
-    max_backoff: Duration,
+    /// `RETRY_*`: the backoff between attempts.
+    retry: RetryConfig,
     health: Arc<Health>,
-    pub stats: SinkStats,
 }
 
 impl BulkSink {
@@ -76,18 +68,15 @@ impl BulkSink {
         client: Arc<dyn BulkClient>,
         limiter: RateLimiter,
         dead_letters: DeadLetters,
-        initial_backoff: Duration,
-        max_backoff: Duration,
+        retry: RetryConfig,
         health: Arc<Health>,
     ) -> Self {
         BulkSink {
             client,
             limiter,
             dead_letters,
-            initial_backoff,
-            max_backoff,
+            retry,
             health,
-            stats: SinkStats::default(),
         }
     }
 
@@ -105,11 +94,12 @@ impl BulkSink {
             reason,
         } in refused
         {
+            let refusal = refusal(&doc, &error_type, &reason);
             if doc.dead_letter {
-                tracing::error!(index = %doc.index, bucket = %doc.origin.bucket, key = %doc.origin.key, offset = doc.offset, error_type, reason, "dead-letter entry refused; its message stays in the queue");
+                events::dead_letter_refused(&refusal);
                 continue; // dropping the token keeps the message
             }
-            tracing::warn!(index = %doc.index, bucket = %doc.origin.bucket, key = %doc.origin.key, offset = doc.offset, error_type, reason, "document refused by the cluster; dead-lettering it");
+            events::document_refused(&refusal);
             let n = self.dead_letters.refused(&dead_letter::Refused {
                 obj: &doc.origin,
                 offset: doc.offset,
@@ -129,7 +119,7 @@ impl BulkSink {
             reason,
         } in self.deliver_until_settled(dead).await
         {
-            tracing::error!(bucket = %doc.origin.bucket, key = %doc.origin.key, offset = doc.offset, error_type, reason, "dead-letter entry refused; its message stays in the queue");
+            events::dead_letter_refused(&refusal(&doc, &error_type, &reason));
         }
     }
 
@@ -137,16 +127,14 @@ impl BulkSink {
     fn settled(&self, doc: Doc) {
         let m = metrics::get();
         if doc.dead_letter {
-            self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-            m.docs_dead_lettered.add(1, &[]);
+            m.dead_lettered();
             doc.ack.resolve(Delivered::DeadLettered);
         } else {
-            self.stats.indexed.fetch_add(1, Ordering::Relaxed);
-            m.docs_indexed.add(1, &[]);
-            if let Some(t) = doc.origin.event_time {
-                let lag = (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0;
-                m.lag.record(lag, &[]);
-            }
+            let lag = doc
+                .origin
+                .event_time
+                .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0);
+            m.indexed(lag);
             doc.ack.resolve(Delivered::Indexed);
         }
     }
@@ -162,14 +150,11 @@ impl BulkSink {
             let mut attempt = 0u32;
             while !pending.is_empty() {
                 if attempt > 0 {
-                    self.stats
-                        .retried
-                        .fetch_add(pending.len() as u64, Ordering::Relaxed);
-                    metrics::get().docs_retried.add(pending.len() as u64, &[]);
+                    metrics::get().retried(pending.len() as u64);
                     tokio::time::sleep(backoff::delay(
                         attempt,
-                        self.initial_backoff,
-                        self.max_backoff,
+                        self.retry.initial_backoff,
+                        self.retry.max_backoff,
                     ))
                     .await;
                 }
@@ -179,19 +164,19 @@ impl BulkSink {
                 let outcome = self.send(&pending, waited, attempt).await;
                 match outcome {
                     ResponseOutcome::RetryAll(reason) | ResponseOutcome::Overloaded(reason) => {
-                        tracing::warn!(
-                            docs = pending.len(),
+                        BulkRetry::Request {
+                            docs: pending.len(),
                             attempt,
-                            reason,
-                            "bulk request failed; retrying after backoff"
-                        );
+                            reason: &reason,
+                        }
+                        .emit();
                     }
                     ResponseOutcome::Split(reason) if pending.len() > 1 => {
-                        tracing::warn!(
-                            docs = pending.len(),
-                            reason,
-                            "bulk request refused as a whole; splitting it"
-                        );
+                        BulkRetry::Split {
+                            docs: pending.len(),
+                            reason: &reason,
+                        }
+                        .emit();
                         let second = pending.split_off(pending.len() / 2);
                         refused.extend(
                             self.deliver_until_settled(std::mem::take(&mut pending))
@@ -227,12 +212,12 @@ impl BulkSink {
                             }
                         }
                         if let Some(reason) = first_retry_reason {
-                            tracing::warn!(
-                                docs = retry.len(),
+                            BulkRetry::Items {
+                                docs: retry.len(),
                                 attempt,
-                                reason,
-                                "bulk items rejected temporarily; retrying them after backoff"
-                            );
+                                reason: &reason,
+                            }
+                            .emit();
                         }
                         pending = retry;
                     }
@@ -313,20 +298,32 @@ impl BulkSink {
                 let failures = items.iter().filter(|i| **i != ItemOutcome::Done).count();
                 span.record("item_failures", failures);
                 if failures == 0 {
-                    "ok"
+                    BulkOutcome::Ok
                 } else {
-                    "partial"
+                    BulkOutcome::Partial
                 }
             }
-            ResponseOutcome::RetryAll(_) => "retry",
-            ResponseOutcome::Overloaded(_) => "overloaded",
-            ResponseOutcome::Split(_) => "split",
+            ResponseOutcome::RetryAll(_) => BulkOutcome::Retry,
+            ResponseOutcome::Overloaded(_) => BulkOutcome::Overloaded,
+            ResponseOutcome::Split(_) => BulkOutcome::Split,
         };
-        if label != "ok" {
+        if label != BulkOutcome::Ok {
             span.record("otel.status_code", "ERROR");
         }
         m.bulk_request(label);
         tracing::debug!(parent: &span, took_ms = started.elapsed().as_millis() as u64, "bulk request done");
         outcome
+    }
+}
+
+/// What the logs say about a refused document.
+fn refusal<'a>(doc: &'a Doc, error_type: &'a str, reason: &'a str) -> Refusal<'a> {
+    Refusal {
+        index: &doc.index,
+        bucket: &doc.origin.bucket,
+        key: &doc.origin.key,
+        offset: doc.offset,
+        error_type,
+        reason,
     }
 }

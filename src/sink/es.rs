@@ -18,7 +18,7 @@ use elasticsearch::http::{Method, Url};
 use elasticsearch::Elasticsearch;
 
 use super::{BulkClient, BulkReply, TransportError};
-use crate::config::{Config, EsAuth};
+use crate::config::{EsAuth, EsConfig};
 
 /// Only what the retry decision reads: the answer stays small however big the batch.
 const FILTER_PATH: &str = "errors,items.*.status,items.*.error.type,items.*.error.reason";
@@ -30,22 +30,22 @@ pub struct EsClient {
 
 impl EsClient {
     /// The client configured from `ES_*`: one node, auth, TLS verification, timeout.
-    pub fn new(cfg: &Config) -> anyhow::Result<EsClient> {
-        let url = Url::parse(&cfg.es_url).context("ES_URL")?;
+    pub fn new(cfg: &EsConfig) -> anyhow::Result<EsClient> {
+        let url = Url::parse(&cfg.url).context("ES_URL")?;
         let mut t = TransportBuilder::new(SingleNodeConnectionPool::new(url))
-            .timeout(cfg.es_request_timeout)
+            .timeout(cfg.request_timeout)
             .disable_proxy();
-        t = match &cfg.es_auth {
+        t = match &cfg.auth {
             EsAuth::None => t,
             EsAuth::Basic { username, password } => {
                 t.auth(Credentials::Basic(username.clone(), password.clone()))
             }
             EsAuth::ApiKey(key) => t.auth(Credentials::EncodedApiKey(key.clone())),
         };
-        if cfg.es_tls_skip_verify {
+        if cfg.tls_skip_verify {
             tracing::warn!("ES_TLS_SKIP_VERIFY=true: the cluster's TLS certificate is NOT verified; anyone on the path can read and alter what is indexed");
             t = t.cert_validation(CertificateValidation::None);
-        } else if let Some(path) = &cfg.es_ca_cert {
+        } else if let Some(path) = &cfg.ca_cert {
             let pem = std::fs::read(path)
                 .with_context(|| format!("ES_CA_CERT: reading {}", path.display()))?;
             let cert = Certificate::from_pem(&pem).with_context(|| {

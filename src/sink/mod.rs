@@ -7,20 +7,20 @@
 //! ```
 //!
 //! The cluster is behind one small trait, [`BulkClient`]: post a `_bulk` body and get the status
-//! and body back (or a transport error), and probe. [`es::EsClient`] is the real one; everything
+//! and body back (or a transport error), and probe. `es::EsClient` is the real one; everything
 //! above it (batching, rate, retry decisions, dead letters) is the same whatever the client.
 //! Every document carries its message's ack token; the sink resolves it (indexed or
 //! dead-lettered) or drops it (the message is then kept for another try).
 
 use bytes::Bytes;
 
-pub mod batcher;
-pub mod bulk;
-pub mod classify;
-pub mod doc;
-pub mod es;
+pub(crate) mod batcher;
+pub(crate) mod bulk;
+pub(crate) mod classify;
+pub(crate) mod doc;
+pub(crate) mod es;
 pub mod memory;
-pub mod rate_limiter;
+pub(crate) mod rate_limiter;
 
 pub use doc::Doc;
 

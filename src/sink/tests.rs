@@ -12,6 +12,7 @@ use super::memory::{MemoryCluster, Rule};
 use super::rate_limiter::RateLimiter;
 use super::Doc;
 use crate::ack::{AckGroup, GroupOutcome};
+use crate::config::{RateConfig, RetryConfig};
 use crate::health::Health;
 use crate::record::test_support::{normalizer, object_context};
 use crate::record::{DeadLetters, ObjectContext, Record};
@@ -22,10 +23,12 @@ const DEAD: &str = "dl";
 fn sink(cluster: &Arc<MemoryCluster>) -> BulkSink {
     BulkSink::new(
         cluster.clone(),
-        RateLimiter::new(None, 1, None, None),
+        RateLimiter::new(&RateConfig::unlimited()),
         DeadLetters::new(DEAD),
-        Duration::from_millis(100),
-        Duration::from_secs(2),
+        RetryConfig {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+        },
         Health::new(Duration::from_secs(60)),
     )
 }

@@ -4,10 +4,10 @@
 
 use aws_config::SdkConfig;
 
-use crate::config::Config;
+use crate::config::SourceConfig;
 
 /// The shared SDK configuration, from the standard chain and `AWS_*`.
-pub async fn sdk_config(cfg: &Config) -> SdkConfig {
+pub async fn sdk_config(cfg: &SourceConfig) -> SdkConfig {
     use aws_smithy_http_client::tls;
     let https = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(

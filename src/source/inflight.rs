@@ -54,10 +54,6 @@ impl InFlight {
         self.registry().len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Forget a message without telling the queue: it reappears when its visibility timeout ends.
     fn untrack(&self, message_id: &str) -> Option<String> {
         self.registry().remove(message_id)

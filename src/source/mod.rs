@@ -2,23 +2,23 @@
 //! queue back.
 //!
 //! Two outside systems, each behind a small trait holding only what the worker uses:
-//! - [`Queue`] (SQS, [`sqs::SqsQueue`]): receive, delete, change visibility;
-//! - [`ObjectStore`] (S3, [`s3::S3Store`]): open an object as a stream.
+//! - [`Queue`] (SQS, `sqs::SqsQueue`): receive, delete, change visibility;
+//! - [`ObjectStore`] (S3, `s3::S3Store`): open an object as a stream.
 //!
 //! [`memory`] has in-memory implementations of both, with SQS's visibility semantics, for tests
 //! that need neither LocalStack nor real time. Above the traits: [`notification`] turns a message
-//! body into object references, [`inflight`] tracks the messages being worked on (heartbeat,
-//! delete, release, release at shutdown) over any [`Queue`], and [`aws`] configures the SDK.
+//! body into object references, `inflight` tracks the messages being worked on (heartbeat,
+//! delete, release, release at shutdown) over any [`Queue`], and `aws` configures the SDK.
 
 use chrono::{DateTime, Utc};
 use tokio::io::AsyncRead;
 
-pub mod aws;
-pub mod inflight;
+pub(crate) mod aws;
+pub(crate) mod inflight;
 pub mod memory;
 pub mod notification;
-pub mod s3;
-pub mod sqs;
+pub(crate) mod s3;
+pub(crate) mod sqs;
 
 pub use notification::ObjectRef;
 

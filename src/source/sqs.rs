@@ -14,7 +14,7 @@ use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, MessageSystem
 
 use super::{EntryRefused, Message, Queue, QueueError};
 use crate::backoff::Policy;
-use crate::config::Config;
+use crate::config::SourceConfig;
 
 /// See the module documentation.
 pub(crate) const RECEIVE: Policy = Policy::new(u32::MAX, 1_000, 30_000);
@@ -33,13 +33,13 @@ pub struct SqsQueue {
 }
 
 impl SqsQueue {
-    pub fn new(sdk: &aws_config::SdkConfig, cfg: &Config) -> SqsQueue {
+    pub fn new(sdk: &aws_config::SdkConfig, cfg: &SourceConfig) -> SqsQueue {
         SqsQueue {
             client: aws_sdk_sqs::Client::new(sdk),
-            url: cfg.sqs_queue_url.clone(),
+            url: cfg.queue_url.clone(),
             name: cfg.queue_name().to_string(),
-            wait_time_seconds: cfg.sqs_wait_time_seconds,
-            visibility_timeout: cfg.sqs_visibility_timeout_seconds,
+            wait_time_seconds: cfg.wait_time_seconds,
+            visibility_timeout: cfg.visibility_timeout_seconds,
         }
     }
 }
