@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -79,13 +79,7 @@ pub async fn run_with(
     opts: RunOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let cfg = Arc::new(cfg);
-    let (source, record, sink_cfg, worker_cfg) = (&cfg.source, &cfg.record, &cfg.sink, &cfg.worker);
-    let normalizer = Arc::new(Normalizer::new(
-        record.index.clone(),
-        record.timestamp_fields.clone(),
-    ));
-    let dead_letters = DeadLetters::new(&record.dead_letter_index);
+    let (source, worker_cfg) = (&cfg.source, &cfg.worker);
     // Stuck = no receive turn for a whole long poll plus a minute.
     let health = Health::new(Duration::from_secs(source.wait_time_seconds as u64 + 60));
     let background = CancellationToken::new();
@@ -96,13 +90,11 @@ pub async fn run_with(
         tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "health endpoints on /healthz and /readyz");
         tokio::spawn(health::serve(listener, health.clone(), background.clone()));
     }
-    let sink = Arc::new(BulkSink::new(
-        wings.cluster,
-        RateLimiter::new(&cfg.rate),
-        dead_letters.clone(),
-        sink_cfg.retry,
-        health.clone(),
-    ));
+    let Indexing {
+        objects,
+        sink,
+        batcher,
+    } = Indexing::build(&cfg, wings.store, wings.cluster, &health);
     tokio::spawn(probe_cluster(
         sink.clone(),
         health.clone(),
@@ -113,23 +105,13 @@ pub async fn run_with(
         let configured = gauge_sink.configured_rate().map_or(0.0, f64::from);
         (configured, gauge_sink.effective_rate().unwrap_or(0.0))
     }));
-    // Twice a batch: the readers stay one batch ahead of the sink, and no further.
-    let bulk = sink_cfg.bulk;
-    let (docs_tx, docs_rx) = mpsc::channel((bulk.max_docs * 2 / batcher::CHUNK_DOCS).max(4));
-    let batcher = tokio::spawn(batcher::run(docs_rx, bulk, sink.clone()));
     let acks = Arc::new(InFlight::new(
         wings.queue.clone(),
         source.visibility_timeout_seconds,
     ));
     let heartbeat = tokio::spawn(acks.clone().heartbeat(background.clone()));
     let worker = Arc::new(MessageWorker {
-        objects: ObjectIndexer {
-            store: wings.store,
-            normalizer,
-            dead_letters,
-            max_record_bytes: record.max_record_bytes,
-            docs: docs_tx,
-        },
+        objects,
         acks: acks.clone(),
         queue_name: wings.queue.name().to_string(),
         visibility_timeout: source.visibility_timeout_seconds,
@@ -144,11 +126,11 @@ pub async fn run_with(
     ));
     tracing::info!(
         queue = wings.queue.name(),
-        es_url = %sink_cfg.es.url,
+        es_url = %cfg.sink.es.url,
         rate_limit_docs_per_sec = cfg.rate.docs_per_sec.unwrap_or(0),
         rate_limit_burst = cfg.rate.burst,
-        bulk_max_docs = bulk.max_docs,
-        bulk_concurrency = bulk.concurrency,
+        bulk_max_docs = cfg.sink.bulk.max_docs,
+        bulk_concurrency = cfg.sink.bulk.concurrency,
         max_in_flight_messages = worker_cfg.max_in_flight_messages,
         "f4a-indexer started"
     );
@@ -202,6 +184,53 @@ pub async fn run_with(
         "f4a-indexer stopped"
     );
     Ok(())
+}
+
+/// The record and sink wings, ready for objects: everything but the queue. The message worker
+/// drives it here; anything else that has object references (a listing of a bucket, say) could.
+struct Indexing {
+    objects: ObjectIndexer,
+    sink: Arc<BulkSink>,
+    /// Ends once every sender of the documents channel is dropped and every batch is delivered.
+    batcher: JoinHandle<()>,
+}
+
+impl Indexing {
+    fn build(
+        cfg: &Config,
+        store: Arc<dyn ObjectStore>,
+        cluster: Arc<dyn BulkClient>,
+        health: &Arc<Health>,
+    ) -> Indexing {
+        let record = &cfg.record;
+        let dead_letters = DeadLetters::new(&record.dead_letter_index);
+        let sink = Arc::new(BulkSink::new(
+            cluster,
+            RateLimiter::new(&cfg.rate),
+            dead_letters.clone(),
+            cfg.sink.retry,
+            health.clone(),
+        ));
+        // Twice a batch: the readers stay one batch ahead of the sink, and no further.
+        let bulk = cfg.sink.bulk;
+        let (docs, batches) = mpsc::channel((bulk.max_docs * 2 / batcher::CHUNK_DOCS).max(4));
+        let batcher = tokio::spawn(batcher::run(batches, bulk, sink.clone()));
+        let objects = ObjectIndexer {
+            store,
+            normalizer: Arc::new(Normalizer::new(
+                record.index.clone(),
+                record.timestamp_fields.clone(),
+            )),
+            dead_letters,
+            max_record_bytes: record.max_record_bytes,
+            docs,
+        };
+        Indexing {
+            objects,
+            sink,
+            batcher,
+        }
+    }
 }
 
 /// The receive loop and what it needs.
