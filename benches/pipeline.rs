@@ -9,7 +9,7 @@
 //!
 //! - `baseline`: flate2 gunzip + `serde_json` parse of each line into a `Value` + re-serialize
 //!   into a bulk body (`{"index":{}}` action line, source line), body cleared every 5 MiB.
-//! - `pipeline`: what `records::Reader::read` does per object, with the sink replaced by a
+//! - `pipeline`: what the object indexer's reader (`src/object.rs`) does per object, with the sink replaced by a
 //!   counter: `record::decompress` → `Framer` → `Decoder::decode` → `Normalizer::normalize_item`
 //!   → `Doc::encode`, docs gathered into batches of `BULK_MAX_DOCS` and concatenated into one
 //!   body as the bulk sink does, each document's ack token resolved.
@@ -94,7 +94,7 @@ fn object_context() -> Arc<ObjectContext> {
     })
 }
 
-/// The worker's per-object path (`pipeline::read_records`), sink = counter.
+/// The worker's per-object path (the reader in `src/object.rs`), sink = counter.
 fn pipeline(gz: &Arc<[u8]>, normalizer: &Normalizer, max_docs: usize, stage: Stage) -> Outcome {
     let max_record = 1024 * 1024;
     let meta = object_context();

@@ -1,16 +1,20 @@
-//! Pipeline: wires the stages together, receives with backpressure, and owns shutdown.
+//! Pipeline: builds the wings from the configuration, receives with backpressure, and owns
+//! shutdown.
 //!
 //! ```text
-//! receive loop ──(≤ MAX_IN_FLIGHT_MESSAGES tasks)──► MessageWorker::process
-//!    notification::parse → for each object: ObjectIndexer::index: object_reader::open →
-//!    [blocking thread: record::{decompress → Framer → Decoder → Normalizer} → Doc]
+//! Queue::receive ──(≤ MAX_IN_FLIGHT_MESSAGES slots)──► MessageWorker::process (message.rs)
+//!    notification::parse → for each object: ObjectIndexer::index (object.rs): ObjectStore::open
+//!    → [blocking thread: record::{decompress → Framer → Decoder → Normalizer} → Doc]
 //!    ──bounded channel──► batcher ──(≤ BULK_CONCURRENCY)──► sink::bulk (rate limiter →
-//!    _bulk → retry / dead-letter)
+//!    BulkClient → classify → settle / split / retry / dead-letter)
 //!    every Doc carries an AckToken; the worker waits for the message's AckGroup, then deletes
-//!    the message (acknowledger), or releases it for a later retry.
+//!    the message (source::inflight), or releases it for a later retry.
 //! ```
-//! Shutdown (SIGTERM): stop receiving, let in-flight messages finish until
-//! `SHUTDOWN_TIMEOUT_SECS`, return the unfinished ones to the queue with visibility 0, exit 0.
+//!
+//! [`run`] connects to the real systems; [`run_with`] takes any [`Wings`] (the in-memory ones in
+//! tests). Shutdown (SIGTERM): stop receiving, let in-flight messages finish until
+//! `SHUTDOWN_TIMEOUT_SECS` (less 1.5 s), return the unfinished ones to the queue with visibility
+//! 0, exit 0. A half-sent batch is never cancelled.
 
 use std::sync::Arc;
 use std::time::Duration;
