@@ -132,8 +132,14 @@ fn ndjson(n: usize) -> Vec<u8> {
     out
 }
 
+/// Waits for the pipeline to return; a pipeline that never does fails after a (paused, so
+/// instant) hour instead of hanging.
 async fn finished(run: JoinHandle<anyhow::Result<()>>) {
-    run.await.expect("pipeline task").expect("pipeline result");
+    tokio::time::timeout(Duration::from_secs(3600), run)
+        .await
+        .expect("the pipeline never returned")
+        .expect("pipeline task")
+        .expect("pipeline result");
 }
 
 #[tokio::test(start_paused = true)]

@@ -58,10 +58,17 @@ fn plain(n: usize) -> Vec<Value> {
     (0..n).map(|i| json!({ "i": i })).collect()
 }
 
-/// Delivers `sources` as one batch; returns how their tokens were settled.
+/// Delivers `sources` as one batch; returns how their tokens were settled. A loop that never
+/// settles fails after an hour of (paused, so instant) time instead of hanging.
 async fn deliver(cluster: &Arc<MemoryCluster>, sources: &[Value]) -> GroupOutcome {
     let group = AckGroup::new();
-    sink(cluster).deliver(docs(sources, &group)).await;
+    let sink = sink(cluster);
+    tokio::time::timeout(
+        Duration::from_secs(3600),
+        sink.deliver(docs(sources, &group)),
+    )
+    .await
+    .expect("the batch never settled");
     group.wait().await
 }
 
