@@ -9,8 +9,8 @@
 //!
 //! - `baseline`: flate2 gunzip + `serde_json` parse of each line into a `Value` + re-serialize
 //!   into a bulk body (`{"index":{}}` action line, source line), body cleared every 5 MiB.
-//! - `pipeline`: what `records::Reader::read` does per object, with the sink replaced by a
-//!   counter: `object_reader::decompress` → `Framer` → `Decoder::decode` → `Normalizer::normalize_raw`
+//! - `pipeline`: what the object indexer's reader (`src/object.rs`) does per object, with the sink replaced by a
+//!   counter: `record::decompress` → `Framer` → `Decoder::decode` → `Normalizer::normalize_item`
 //!   → `Doc::encode`, docs gathered into batches of `BULK_MAX_DOCS` and concatenated into one
 //!   body as the bulk sink does, each document's ack token resolved.
 //! - `stages`: the same path cut after each stage (cumulative), to see where the time goes.
@@ -24,12 +24,11 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use chrono::{DateTime, Utc};
-use f4a_indexer::acknowledger::{AckGroup, Delivered};
-use f4a_indexer::batcher::Doc;
+use f4a_indexer::ack::{AckGroup, Delivered};
 use f4a_indexer::config::Config;
-use f4a_indexer::decoder::{Decoder, Framer};
-use f4a_indexer::normalizer::{Normalizer, ObjectContext};
-use f4a_indexer::object_reader;
+use f4a_indexer::record::decompress::decompress;
+use f4a_indexer::record::{Decoder, Framer, Normalizer, ObjectContext};
+use f4a_indexer::sink::Doc;
 use flate2::read::MultiGzDecoder;
 use serde_json::Value;
 
@@ -95,13 +94,13 @@ fn object_context() -> Arc<ObjectContext> {
     })
 }
 
-/// The worker's per-object path (`pipeline::read_records`), sink = counter.
+/// The worker's per-object path (the reader in `src/object.rs`), sink = counter.
 fn pipeline(gz: &Arc<[u8]>, normalizer: &Normalizer, max_docs: usize, stage: Stage) -> Outcome {
     let max_record = 1024 * 1024;
     let meta = object_context();
     let group = AckGroup::new();
     let mut o = Outcome::default();
-    let mut reader = object_reader::decompress(Cursor::new(gz.clone())).expect("decompress");
+    let mut reader = decompress(Cursor::new(gz.clone())).expect("decompress");
     if stage == Stage::Gunzip {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -203,8 +202,8 @@ fn main() {
         (k == "SQS_QUEUE_URL").then(|| "http://localhost/bench".to_string())
     })
     .expect("default config");
-    let normalizer = Normalizer::new(cfg.es_index, cfg.dead_letter_index, cfg.timestamp_fields);
-    let max_docs = cfg.bulk_max_docs;
+    let normalizer = Normalizer::new(cfg.record.index, cfg.record.timestamp_fields);
+    let max_docs = cfg.sink.bulk.max_docs;
 
     type Variant<'a> = (&'a str, Box<dyn Fn() -> Outcome + 'a>);
     let variants: Vec<Variant> = vec![

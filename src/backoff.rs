@@ -2,8 +2,34 @@
 //!
 //! "Equal jitter": half of the delay is fixed and half random, so retries of many tasks spread out
 //! (no synchronised storms against a recovering cluster) yet never collapse into a tight loop.
+//! Each outside call names its [`Policy`] beside the reason for it (`source::sqs`, `source::s3`);
+//! bulk requests take theirs from `RETRY_*`.
 
 use std::time::Duration;
+
+/// How often a call is tried and how long to wait between tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Tries in all, the first included (`u32::MAX`: until it works).
+    pub attempts: u32,
+    initial: Duration,
+    max: Duration,
+}
+
+impl Policy {
+    pub const fn new(attempts: u32, initial_ms: u64, max_ms: u64) -> Policy {
+        Policy {
+            attempts,
+            initial: Duration::from_millis(initial_ms),
+            max: Duration::from_millis(max_ms),
+        }
+    }
+
+    /// The wait after failed try number `attempt` (1-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        delay(attempt, self.initial, self.max)
+    }
+}
 
 /// Delay before retry number `attempt` (1-based): `initial * 2^(attempt-1)`, capped at `max`,
 /// then jittered into `[d/2, d]`.

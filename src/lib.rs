@@ -1,36 +1,47 @@
 //! f4a-indexer: S3 objects announced on SQS, indexed into Elasticsearch at a rate the cluster
 //! can take.
 //!
-//! One module per pipeline stage, in the order data flows through them:
+//! The data path is three wings, each with a small trait at the door to the outside system it
+//! talks to and an in-memory fake beside the real implementation; a thin top drives them and
+//! only imports downward:
 //!
-//! | stage | module | owns |
-//! |---|---|---|
-//! | notification | [`notification`] | SQS body → objects (S3 event, SNS, EventBridge) |
-//! | object reader | [`object_reader`] | GetObject as a stream, gzip detection |
-//! | record decoder | [`decoder`] | bytes → records (NDJSON, concatenated, arrays, CloudWatch) |
-//! | normalizer | [`normalizer`] | `@timestamp`, provenance, collision rule, `_id`, index |
-//! | batcher | [`batcher`] | documents → bulk batches, bounded concurrency |
-//! | rate limiter | [`rate_limiter`] | token bucket every attempt passes |
-//! | bulk sink | [`bulk_sink`] | `_bulk`, retry decisions, dead-letter index |
-//! | acknowledger | [`acknowledger`] | ack groups, heartbeat, delete/release |
+//! ```text
+//!  pipeline ─► message ─► object                                    (the top)
+//!     │           │          │
+//!  source/ ──────────► record/ ──────────► sink/                     (the wings)
+//!  Queue: SqsQueue      pure: bytes →       BulkClient: EsClient
+//!  ObjectStore: S3Store documents            (memory::MemoryCluster)
+//!  (memory::*)
+//! ```
 //!
-//! [`pipeline`] wires them together, receives with backpressure and owns shutdown; [`message`] is
-//! one SQS message's lifecycle and [`records`] runs one object's records through the stages; [`config`] is the only place that reads
-//! the environment; [`telemetry`] sets up logs and traces; [`health`] serves `/healthz` and `/readyz`; [`metrics`] names every instrument; [`backoff`] is the shared retry delay.
+//! | module | owns |
+//! |---|---|
+//! | [`pipeline`] | builds the wings from [`config::Config`] ([`pipeline::Wings`]); the receive loop with its slots; the shutdown drain |
+//! | `message` | one message: parse → objects → wait for its ack group → delete or release |
+//! | `object` | one object: open → blocking reader → documents into the batcher's channel |
+//! | [`ack`] | ack groups and tokens: the no-loss rule (a dropped token is a failure) |
+//! | [`source`] | the [`source::Queue`] and [`source::ObjectStore`] traits; SQS, S3, notifications, messages in flight (heartbeat, release), in-memory fakes |
+//! | [`record`] | bytes → documents, pure and synchronous: decompress, frame, decode, normalize, `_id` and index, dead-letter entries |
+//! | [`sink`] | the [`sink::BulkClient`] trait; document encoding, batcher, rate limiter, bulk delivery, the pure retry decision, the Elasticsearch client, an in-memory cluster |
+//!
+//! Beside them, imported by all and importing none of them: [`config`], the only place that
+//! reads the environment (one section per wing, and the start-up check that refuses unknown
+//! variables under the worker's prefixes); `events`, every observable outcome (its log line and
+//! its metric) named in one place; [`telemetry`] (plain-JSON logs and traces), `metrics` (every
+//! instrument), [`health`] (`/healthz`, `/readyz`) and `backoff` (retry delays and policies).
+//! `main.rs` parses the command line and runs [`pipeline::run`]. `docs/design.md` states the
+//! delivery contract.
 
-pub mod acknowledger;
-pub mod backoff;
-pub mod batcher;
-pub mod bulk_sink;
+pub mod ack;
+pub(crate) mod backoff;
 pub mod config;
-pub mod decoder;
+pub(crate) mod events;
 pub mod health;
-pub mod message;
-pub mod metrics;
-pub mod normalizer;
-pub mod notification;
-pub mod object_reader;
+pub(crate) mod message;
+pub(crate) mod metrics;
+pub(crate) mod object;
 pub mod pipeline;
-pub mod rate_limiter;
-pub mod records;
+pub mod record;
+pub mod sink;
+pub mod source;
 pub mod telemetry;

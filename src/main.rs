@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(async {
-        let telemetry = telemetry::init(cfg.log_format, &cfg.otel);
+        let telemetry = telemetry::init(cfg.telemetry.log_format, &cfg.telemetry.otel);
         let shutdown = CancellationToken::new();
         tokio::spawn(wait_for_signal(shutdown.clone()));
         let result = pipeline::run(cfg, opts, shutdown).await;

@@ -19,23 +19,89 @@
 //! | `f4a.lag` | histogram | `s` | from the S3 event time to the document being indexed |
 //! | `f4a.sqs.empty_receives` | counter | `{receive}` | long polls that returned no message |
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use opentelemetry::metrics::{Counter, Histogram, ObservableGauge, UpDownCounter};
 use opentelemetry::KeyValue;
 
+/// The `outcome` of `f4a.messages`: how a message was settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageOutcome {
+    /// Every document settled: deleted from the queue.
+    Deleted,
+    /// Unfinished: returned to the queue for a later try.
+    Released,
+    /// Nothing to index (`s3:TestEvent`, ObjectRemoved…): deleted.
+    Ignored,
+    /// Not a notification: returned to the queue for its redrive policy.
+    Invalid,
+}
+
+impl MessageOutcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            MessageOutcome::Deleted => "deleted",
+            MessageOutcome::Released => "released",
+            MessageOutcome::Ignored => "ignored",
+            MessageOutcome::Invalid => "invalid",
+        }
+    }
+}
+
+/// The `outcome` of `f4a.bulk.requests`: what one bulk attempt came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkOutcome {
+    /// Every item done.
+    Ok,
+    /// Some items failed (retried or refused).
+    Partial,
+    /// The whole request failed; retried.
+    Retry,
+    /// The whole request was answered 429; retried, and the rate lowered.
+    Overloaded,
+    /// Refused as a whole (400/413): split.
+    Split,
+}
+
+impl BulkOutcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            BulkOutcome::Ok => "ok",
+            BulkOutcome::Partial => "partial",
+            BulkOutcome::Retry => "retry",
+            BulkOutcome::Overloaded => "overloaded",
+            BulkOutcome::Split => "split",
+        }
+    }
+}
+
+/// Running totals of the document counters, for the summary and stop log lines (OpenTelemetry
+/// counters cannot be read back). Counted by the same calls as the counters, never apart.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub received: u64,
+    pub indexed: u64,
+    pub dead_lettered: u64,
+    pub retried: u64,
+}
+
 pub struct Metrics {
-    pub docs_received: Counter<u64>,
-    pub docs_indexed: Counter<u64>,
-    pub docs_dead_lettered: Counter<u64>,
-    pub docs_retried: Counter<u64>,
+    docs_received: Counter<u64>,
+    docs_indexed: Counter<u64>,
+    docs_dead_lettered: Counter<u64>,
+    docs_retried: Counter<u64>,
     bulk_requests: Counter<u64>,
     pub bulk_duration: Histogram<f64>,
     messages: Counter<u64>,
     pub messages_in_flight: UpDownCounter<i64>,
     pub rate_wait: Histogram<f64>,
-    pub lag: Histogram<f64>,
+    lag: Histogram<f64>,
     pub empty_receives: Counter<u64>,
+    received: AtomicU64,
+    indexed: AtomicU64,
+    dead_lettered: AtomicU64,
+    retried: AtomicU64,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -107,18 +173,58 @@ pub fn get() -> &'static Metrics {
                 "{receive}",
                 "Long polls that returned no message",
             ),
+            received: AtomicU64::new(0),
+            indexed: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
         }
     })
 }
 
 impl Metrics {
-    pub fn bulk_request(&self, outcome: &'static str) {
+    pub fn bulk_request(&self, outcome: BulkOutcome) {
         self.bulk_requests
-            .add(1, &[KeyValue::new("outcome", outcome)]);
+            .add(1, &[KeyValue::new("outcome", outcome.label())]);
     }
 
-    pub fn message(&self, outcome: &'static str) {
-        self.messages.add(1, &[KeyValue::new("outcome", outcome)]);
+    pub fn message(&self, outcome: MessageOutcome) {
+        self.messages
+            .add(1, &[KeyValue::new("outcome", outcome.label())]);
+    }
+
+    /// Records read from an object, undecodable ones included.
+    pub fn received(&self, n: u64) {
+        self.docs_received.add(n, &[]);
+        self.received.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A document accepted by the cluster, `lag` seconds after S3 announced its object (if known).
+    pub fn indexed(&self, lag: Option<f64>) {
+        self.docs_indexed.add(1, &[]);
+        self.indexed.fetch_add(1, Ordering::Relaxed);
+        if let Some(lag) = lag {
+            self.lag.record(lag, &[]);
+        }
+    }
+
+    pub fn dead_lettered(&self) {
+        self.docs_dead_lettered.add(1, &[]);
+        self.dead_lettered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Document attempts about to be repeated.
+    pub fn retried(&self, n: u64) {
+        self.docs_retried.add(n, &[]);
+        self.retried.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn totals(&self) -> Totals {
+        Totals {
+            received: self.received.load(Ordering::Relaxed),
+            indexed: self.indexed.load(Ordering::Relaxed),
+            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
+        }
     }
 }
 

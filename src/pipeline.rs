@@ -1,36 +1,44 @@
-//! Pipeline: wires the stages together, receives with backpressure, and owns shutdown.
+//! Pipeline: builds the wings from the configuration, receives with backpressure, and owns
+//! shutdown.
 //!
 //! ```text
-//! receive loop ──(≤ MAX_IN_FLIGHT_MESSAGES tasks)──► process_message
-//!    notification::parse → for each object: object_reader::open → [blocking thread:
-//!    decompress → decoder::Framer → Decoder → Normalizer → Doc] ──bounded channel──►
-//!    batcher ──(≤ BULK_CONCURRENCY)──► bulk_sink (rate limiter → _bulk → retry / dead-letter)
-//!    every Doc carries an AckToken; process_message waits for its AckGroup, then deletes
-//!    the message (acknowledger), or releases it for a later retry.
+//! Queue::receive ──(≤ MAX_IN_FLIGHT_MESSAGES slots)──► MessageWorker::process (message.rs)
+//!    notification::parse → for each object: ObjectIndexer::index (object.rs): ObjectStore::open
+//!    → [blocking thread: record::{decompress → Framer → Decoder → Normalizer} → Doc]
+//!    ──bounded channel──► batcher ──(≤ BULK_CONCURRENCY)──► sink::bulk (rate limiter →
+//!    BulkClient → classify → settle / split / retry / dead-letter)
+//!    every Doc carries an AckToken; the worker waits for the message's AckGroup, then deletes
+//!    the message (source::inflight), or releases it for a later retry.
 //! ```
-//! Shutdown (SIGTERM): stop receiving, let in-flight messages finish until
-//! `SHUTDOWN_TIMEOUT_SECS`, return the unfinished ones to the queue with visibility 0, exit 0.
+//!
+//! [`run`] connects to the real systems; [`run_with`] takes any [`Wings`] (the in-memory ones in
+//! tests). Shutdown (SIGTERM): stop receiving, let in-flight messages finish until
+//! `SHUTDOWN_TIMEOUT_SECS` (less 1.5 s), return the unfinished ones to the queue with visibility
+//! 0, exit 0. A half-sent batch is never cancelled.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use aws_sdk_sqs::types::MessageSystemAttributeName;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::acknowledger::Acknowledger;
-use crate::backoff;
-use crate::batcher::{self, BatchLimits, Doc};
-use crate::bulk_sink::{self, BulkSink};
 use crate::config::Config;
 use crate::health::{self, Health};
-use crate::message::process_message;
+use crate::message::MessageWorker;
 use crate::metrics;
-use crate::normalizer::Normalizer;
-use crate::rate_limiter::RateLimiter;
+use crate::object::ObjectIndexer;
+use crate::record::{DeadLetters, Normalizer};
+use crate::sink::batcher;
+use crate::sink::bulk::BulkSink;
+use crate::sink::es::EsClient;
+use crate::sink::rate_limiter::RateLimiter;
+use crate::sink::BulkClient;
+use crate::source::inflight::InFlight;
+use crate::source::s3::S3Store;
+use crate::source::sqs::{self, SqsQueue};
+use crate::source::{aws, ObjectStore, Queue};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
@@ -38,76 +46,59 @@ pub struct RunOptions {
     pub exit_when_idle: bool,
 }
 
-/// Shared by every message task.
-pub(crate) struct Ctx {
-    pub(crate) cfg: Arc<Config>,
-    pub(crate) health: Arc<Health>,
-    pub(crate) s3: aws_sdk_s3::Client,
-    pub(crate) acks: Arc<Acknowledger>,
-    pub(crate) normalizer: Arc<Normalizer>,
-    /// Into the batcher; bounded, so readers block when the sink is the bottleneck.
-    pub(crate) docs: mpsc::Sender<Vec<Doc>>,
-    pub(crate) records_read: AtomicU64,
+/// The outside systems the pipeline talks to, one per wing door.
+pub struct Wings {
+    pub queue: Arc<dyn Queue>,
+    pub store: Arc<dyn ObjectStore>,
+    pub cluster: Arc<dyn BulkClient>,
 }
 
-/// AWS clients from the standard chain; `AWS_ENDPOINT_URL` (LocalStack) switches S3 to path style.
-/// HTTPS is rustls on ring, the crypto the Elasticsearch client already links.
-pub async fn aws_clients(cfg: &Config) -> (aws_sdk_sqs::Client, aws_sdk_s3::Client) {
-    use aws_smithy_http_client::tls;
-    let https = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https);
-    if let Some(region) = &cfg.aws_region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
+impl Wings {
+    /// The real ones: SQS and S3 through the AWS SDK (`AWS_ENDPOINT_URL`, LocalStack, switches S3
+    /// to path style), the cluster through the Elasticsearch client.
+    pub async fn connect(cfg: &Config) -> anyhow::Result<Wings> {
+        let cluster =
+            EsClient::new(&cfg.sink.es).context("configuring the Elasticsearch client")?;
+        let source = &cfg.source;
+        let sdk = aws::sdk_config(source).await;
+        Ok(Wings {
+            queue: Arc::new(SqsQueue::new(&sdk, source)),
+            store: Arc::new(S3Store::new(&sdk, source.aws_endpoint_url.is_some())),
+            cluster: Arc::new(cluster),
+        })
     }
-    if let Some(url) = &cfg.aws_endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    let conf = loader.load().await;
-    let s3_conf = aws_sdk_s3::config::Builder::from(&conf)
-        .force_path_style(cfg.aws_endpoint_url.is_some())
-        .build();
-    (
-        aws_sdk_sqs::Client::new(&conf),
-        aws_sdk_s3::Client::from_conf(s3_conf),
-    )
 }
 
+/// Runs the worker against the real systems until `shutdown` (or until idle, see [`RunOptions`]).
 pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let cfg = Arc::new(cfg);
-    let (sqs, s3) = aws_clients(&cfg).await;
-    let es = bulk_sink::build_client(&cfg).context("configuring the Elasticsearch client")?;
-    let normalizer = Arc::new(Normalizer::new(
-        cfg.es_index.clone(),
-        cfg.dead_letter_index.clone(),
-        cfg.timestamp_fields.clone(),
-    ));
+    let wings = Wings::connect(&cfg).await?;
+    run_with(cfg, wings, opts, shutdown).await
+}
+
+/// Runs the worker against `wings`: builds the stages from `cfg`, receives until `shutdown` (or
+/// until idle), then drains.
+pub async fn run_with(
+    cfg: Config,
+    wings: Wings,
+    opts: RunOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (source, worker_cfg) = (&cfg.source, &cfg.worker);
     // Stuck = no receive turn for a whole long poll plus a minute.
-    let health = Health::new(Duration::from_secs(cfg.sqs_wait_time_seconds as u64 + 60));
+    let health = Health::new(Duration::from_secs(source.wait_time_seconds as u64 + 60));
     let background = CancellationToken::new();
-    if let Some(addr) = cfg.health_addr {
+    if let Some(addr) = worker_cfg.health_addr {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("HEALTH_ADDR={addr}: cannot listen"))?;
         tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "health endpoints on /healthz and /readyz");
         tokio::spawn(health::serve(listener, health.clone(), background.clone()));
     }
-    let sink = Arc::new(BulkSink::new(
-        es,
-        RateLimiter::new(
-            cfg.rate_limit_docs_per_sec,
-            cfg.rate_limit_burst,
-            cfg.rate_limit_bytes_per_sec,
-            cfg.rate_limit_adaptive_floor,
-        ),
-        normalizer.clone(),
-        cfg.retry_initial_backoff,
-        cfg.retry_max_backoff,
-        health.clone(),
-    ));
+    let Indexing {
+        objects,
+        sink,
+        batcher,
+    } = Indexing::build(&cfg, wings.store, wings.cluster, &health);
     tokio::spawn(probe_cluster(
         sink.clone(),
         health.clone(),
@@ -118,47 +109,50 @@ pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> 
         let configured = gauge_sink.configured_rate().map_or(0.0, f64::from);
         (configured, gauge_sink.effective_rate().unwrap_or(0.0))
     }));
-    // Twice a batch: the readers stay one batch ahead of the sink, and no further.
-    let (docs_tx, docs_rx) = mpsc::channel((cfg.bulk_max_docs * 2 / batcher::CHUNK_DOCS).max(4));
-    let limits = BatchLimits {
-        max_docs: cfg.bulk_max_docs,
-        max_bytes: cfg.bulk_max_bytes,
-        flush_interval: cfg.bulk_flush_interval,
-        concurrency: cfg.bulk_concurrency,
-    };
-    let batcher = tokio::spawn(batcher::run(docs_rx, limits, sink.clone()));
-    let acks = Arc::new(Acknowledger::new(
-        sqs.clone(),
-        cfg.sqs_queue_url.clone(),
-        cfg.sqs_visibility_timeout_seconds,
+    let acks = Arc::new(InFlight::new(
+        wings.queue.clone(),
+        source.visibility_timeout_seconds,
     ));
     let heartbeat = tokio::spawn(acks.clone().heartbeat(background.clone()));
-    let ctx = Arc::new(Ctx {
-        cfg: cfg.clone(),
-        health: health.clone(),
-        s3,
+    let worker = Arc::new(MessageWorker {
+        objects,
         acks: acks.clone(),
-        normalizer,
-        docs: docs_tx,
-        records_read: AtomicU64::new(0),
+        queue_name: wings.queue.name().to_string(),
+        visibility_timeout: source.visibility_timeout_seconds,
     });
-    tokio::spawn(summary(ctx.clone(), sink.clone(), background.clone()));
+    tokio::spawn(summary(
+        Summary {
+            acks: acks.clone(),
+            sink: sink.clone(),
+            configured_rate: cfg.rate.docs_per_sec.unwrap_or(0),
+        },
+        background.clone(),
+    ));
     tracing::info!(
-        queue = cfg.queue_name(),
-        es_url = %cfg.es_url,
-        rate_limit_docs_per_sec = cfg.rate_limit_docs_per_sec.unwrap_or(0),
-        rate_limit_burst = cfg.rate_limit_burst,
-        bulk_max_docs = cfg.bulk_max_docs,
-        bulk_concurrency = cfg.bulk_concurrency,
-        max_in_flight_messages = cfg.max_in_flight_messages,
+        queue = wings.queue.name(),
+        es_url = %cfg.sink.es.url,
+        rate_limit_docs_per_sec = cfg.rate.docs_per_sec.unwrap_or(0),
+        rate_limit_burst = cfg.rate.burst,
+        bulk_max_docs = cfg.sink.bulk.max_docs,
+        bulk_concurrency = cfg.sink.bulk.concurrency,
+        max_in_flight_messages = worker_cfg.max_in_flight_messages,
         "f4a-indexer started"
     );
 
     let mut tasks = JoinSet::new();
-    receive_loop(&ctx, &sqs, &mut tasks, &shutdown, opts).await;
-    let unfinished_timeout = shutdown.is_cancelled().then_some(cfg.shutdown_timeout);
-    // The context holds the documents channel open: drop ours so only running tasks keep it.
-    drop(ctx);
+    let receiver = Receiver {
+        queue: wings.queue.as_ref(),
+        health: &health,
+        worker: &worker,
+        max_in_flight: worker_cfg.max_in_flight_messages,
+        max_per_receive: source.max_messages as usize,
+    };
+    receiver.run(&mut tasks, &shutdown, opts).await;
+    let unfinished_timeout = shutdown
+        .is_cancelled()
+        .then_some(worker_cfg.shutdown_timeout);
+    // The worker holds the documents channel open: drop ours so only running tasks keep it.
+    drop(worker);
     let drained = async {
         while let Some(done) = tasks.join_next().await {
             if let Err(e) = done {
@@ -171,7 +165,7 @@ pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> 
         None => drained.await,
         Some(limit) => {
             tracing::info!(
-                in_flight = acks.in_flight(),
+                in_flight = acks.len(),
                 timeout_secs = limit.as_secs(),
                 "shutting down: finishing messages in flight"
             );
@@ -179,7 +173,7 @@ pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> 
             let budget = limit.saturating_sub(Duration::from_millis(1500));
             if tokio::time::timeout(budget, drained).await.is_err() {
                 tracing::warn!(
-                    in_flight = acks.in_flight(),
+                    in_flight = acks.len(),
                     "shutdown timeout reached; returning unfinished messages to the queue"
                 );
                 let _ = tokio::time::timeout(Duration::from_millis(1200), acks.release_all()).await;
@@ -189,98 +183,146 @@ pub async fn run(cfg: Config, opts: RunOptions, shutdown: CancellationToken) -> 
     background.cancel();
     let _ = heartbeat.await;
     tracing::info!(
-        indexed = sink.stats.indexed.load(Ordering::Relaxed),
-        dead_lettered = sink.stats.dead_lettered.load(Ordering::Relaxed),
+        indexed = metrics::get().totals().indexed,
+        dead_lettered = metrics::get().totals().dead_lettered,
         "f4a-indexer stopped"
     );
     Ok(())
 }
 
-async fn receive_loop(
-    ctx: &Arc<Ctx>,
-    sqs: &aws_sdk_sqs::Client,
-    tasks: &mut JoinSet<()>,
-    shutdown: &CancellationToken,
-    opts: RunOptions,
-) {
-    let cfg = &ctx.cfg;
-    let slots = Arc::new(Semaphore::new(cfg.max_in_flight_messages));
-    let mut failures = 0u32;
-    loop {
-        ctx.health.receive_turn();
-        // Backpressure: no receive while MAX_IN_FLIGHT_MESSAGES are being worked on.
-        ctx.health.waiting_for_slots(slots.available_permits() == 0);
-        let first = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = shutdown.cancelled() => return,
+/// The record and sink wings, ready for objects: everything but the queue. The message worker
+/// drives it here; anything else that has object references (a listing of a bucket, say) could.
+struct Indexing {
+    objects: ObjectIndexer,
+    sink: Arc<BulkSink>,
+    /// Ends once every sender of the documents channel is dropped and every batch is delivered.
+    batcher: JoinHandle<()>,
+}
+
+impl Indexing {
+    fn build(
+        cfg: &Config,
+        store: Arc<dyn ObjectStore>,
+        cluster: Arc<dyn BulkClient>,
+        health: &Arc<Health>,
+    ) -> Indexing {
+        let record = &cfg.record;
+        let dead_letters = DeadLetters::new(&record.dead_letter_index);
+        let sink = Arc::new(BulkSink::new(
+            cluster,
+            RateLimiter::new(&cfg.rate),
+            dead_letters.clone(),
+            cfg.sink.retry,
+            health.clone(),
+        ));
+        // Twice a batch: the readers stay one batch ahead of the sink, and no further.
+        let bulk = cfg.sink.bulk;
+        let (docs, batches) = mpsc::channel((bulk.max_docs * 2 / batcher::CHUNK_DOCS).max(4));
+        let batcher = tokio::spawn(batcher::run(batches, bulk, sink.clone()));
+        let objects = ObjectIndexer {
+            store,
+            normalizer: Arc::new(Normalizer::new(
+                record.index.clone(),
+                record.timestamp_fields.clone(),
+            )),
+            dead_letters,
+            max_record_bytes: record.max_record_bytes,
+            docs,
         };
-        ctx.health.waiting_for_slots(false);
-        let mut held: Vec<OwnedSemaphorePermit> = vec![first];
-        while held.len() < cfg.sqs_max_messages as usize {
-            match slots.clone().try_acquire_owned() {
-                Ok(p) => held.push(p),
-                Err(_) => break,
-            }
+        Indexing {
+            objects,
+            sink,
+            batcher,
         }
-        let request = sqs
-            .receive_message()
-            .queue_url(&cfg.sqs_queue_url)
-            .max_number_of_messages(held.len() as i32)
-            .wait_time_seconds(cfg.sqs_wait_time_seconds)
-            .visibility_timeout(cfg.sqs_visibility_timeout_seconds)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .message_attribute_names("All")
-            .send();
-        // Abandoning a receive in flight is safe: messages SQS handed out come back after their
-        // visibility timeout.
-        let result = tokio::select! {
-            r = request => r,
-            _ = shutdown.cancelled() => return,
-        };
-        while let Some(done) = tasks.try_join_next() {
-            if let Err(e) = done {
-                tracing::error!(error = %e, "message task failed");
+    }
+}
+
+/// The receive loop and what it needs.
+struct Receiver<'a> {
+    queue: &'a dyn Queue,
+    health: &'a Health,
+    worker: &'a Arc<MessageWorker>,
+    /// `MAX_IN_FLIGHT_MESSAGES`: slots, one per message being worked on.
+    max_in_flight: usize,
+    /// `SQS_MAX_MESSAGES`.
+    max_per_receive: usize,
+}
+
+impl Receiver<'_> {
+    /// Receives while slots are free and spawns a task per message, until `shutdown` (or idle).
+    async fn run(&self, tasks: &mut JoinSet<()>, shutdown: &CancellationToken, opts: RunOptions) {
+        let health = self.health;
+        let slots = Arc::new(Semaphore::new(self.max_in_flight));
+        let mut failures = 0u32;
+        loop {
+            health.receive_turn();
+            // Backpressure: no receive while MAX_IN_FLIGHT_MESSAGES are being worked on.
+            health.waiting_for_slots(slots.available_permits() == 0);
+            let first = tokio::select! {
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                _ = shutdown.cancelled() => return,
+            };
+            health.waiting_for_slots(false);
+            let mut held: Vec<OwnedSemaphorePermit> = vec![first];
+            while held.len() < self.max_per_receive {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => held.push(p),
+                    Err(_) => break,
+                }
             }
-        }
-        let messages = match result {
-            Ok(out) => {
-                failures = 0;
-                ctx.health.sqs_result(Ok(()));
-                out.messages.unwrap_or_default()
+            // Abandoning a receive in flight is safe: messages the queue handed out come back
+            // after their visibility timeout.
+            let result = tokio::select! {
+                r = self.queue.receive(held.len()) => r,
+                _ = shutdown.cancelled() => return,
+            };
+            while let Some(done) = tasks.try_join_next() {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "message task failed");
+                }
             }
-            Err(e) => {
-                failures += 1;
-                let delay =
-                    backoff::delay(failures, Duration::from_secs(1), Duration::from_secs(30));
-                let error = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
-                tracing::warn!(
-                    error,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "receive_message failed"
-                );
-                ctx.health
-                    .sqs_result(Err(format!("receive_message failed: {error}")));
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.cancelled() => return,
+            let messages = match result {
+                Ok(messages) => {
+                    failures = 0;
+                    health.sqs_result(Ok(()));
+                    messages
+                }
+                Err(e) => {
+                    failures += 1;
+                    let delay = sqs::RECEIVE.delay(failures);
+                    let error = e.to_string();
+                    tracing::warn!(
+                        error,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "receive_message failed"
+                    );
+                    health.sqs_result(Err(format!("receive_message failed: {error}")));
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                    continue;
+                }
+            };
+            if messages.is_empty() {
+                metrics::get().empty_receives.add(1, &[]);
+                drop(held);
+                if opts.exit_when_idle && slots.available_permits() == self.max_in_flight {
+                    tracing::info!(
+                        "queue is empty and nothing is in flight; exiting (--exit-when-idle)"
+                    );
+                    return;
                 }
                 continue;
             }
-        };
-        if messages.is_empty() {
-            metrics::get().empty_receives.add(1, &[]);
-            drop(held);
-            if opts.exit_when_idle && slots.available_permits() == cfg.max_in_flight_messages {
-                tracing::info!(
-                    "queue is empty and nothing is in flight; exiting (--exit-when-idle)"
-                );
-                return;
+            for m in messages {
+                let permit = held.pop();
+                let worker = self.worker.clone();
+                tasks.spawn(async move {
+                    worker.process(m).await;
+                    drop(permit);
+                });
             }
-            continue;
-        }
-        for m in messages {
-            let permit = held.pop();
-            tasks.spawn(process_message(ctx.clone(), m, permit));
         }
     }
 }
@@ -299,29 +341,34 @@ async fn probe_cluster(sink: Arc<BulkSink>, health: Arc<Health>, stop: Cancellat
     }
 }
 
+/// What the summary line reads.
+struct Summary {
+    acks: Arc<InFlight>,
+    sink: Arc<BulkSink>,
+    configured_rate: u32,
+}
+
 /// One line every 30 s: documents read and indexed per second, messages in flight.
-async fn summary(ctx: Arc<Ctx>, sink: Arc<BulkSink>, stop: CancellationToken) {
+async fn summary(s: Summary, stop: CancellationToken) {
     const EVERY: Duration = Duration::from_secs(30);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + EVERY, EVERY);
     let (mut last_in, mut last_out) = (0u64, 0u64);
-    let weak = Arc::downgrade(&ctx);
-    drop(ctx);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let Some(ctx) = weak.upgrade() else { return };
-        let read = ctx.records_read.load(Ordering::Relaxed);
-        let out = sink.stats.indexed.load(Ordering::Relaxed)
-            + sink.stats.dead_lettered.load(Ordering::Relaxed);
+        let sink = &s.sink;
+        let totals = metrics::get().totals();
+        let read = totals.received;
+        let out = totals.indexed + totals.dead_lettered;
         tracing::info!(
             docs_in_per_sec = (read - last_in) as f64 / EVERY.as_secs_f64(),
             docs_out_per_sec = (out - last_out) as f64 / EVERY.as_secs_f64(),
-            messages_in_flight = ctx.acks.in_flight(),
-            configured_rate = ctx.cfg.rate_limit_docs_per_sec.unwrap_or(0),
+            messages_in_flight = s.acks.len(),
+            configured_rate = s.configured_rate,
             effective_rate = sink.effective_rate().map_or(0, |r| r.round() as u64),
-            retried_total = sink.stats.retried.load(Ordering::Relaxed),
+            retried_total = totals.retried,
             "summary"
         );
         (last_in, last_out) = (read, out);

@@ -9,7 +9,8 @@
 //!
 //! `http/protobuf` exports run on the SDK's own threads with a blocking HTTP client; `grpc`
 //! (tonic) needs the tokio runtime, so it uses the SDK's async-runtime processors instead.
-//! JSON log lines carry `trace_id` and `span_id` so that logs join traces in the backend.
+//! JSON log lines are plain JSON (no ANSI escapes anywhere, the current span's fields as a JSON
+//! object) and carry `trace_id` and `span_id` so that logs join traces in the backend.
 
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry::KeyValue;
@@ -19,7 +20,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 use tracing::Subscriber;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
@@ -58,10 +59,7 @@ pub fn init(format: LogFormat, otel: &OtelSettings) -> Telemetry {
 
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = match format {
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .event_format(JsonWithTrace)
-            .with_writer(std::io::stderr)
-            .boxed(),
+        LogFormat::Json => json_layer(std::io::stderr).boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .boxed(),
@@ -195,8 +193,70 @@ impl Telemetry {
     }
 }
 
+/// The trace a producer attached to a message: a W3C `traceparent` message attribute, or the
+/// `AWSTraceHeader` system attribute that X-Ray-instrumented senders set (tried second). The
+/// message's span continues that trace.
+pub fn remote_parent(
+    traceparent: Option<&str>,
+    aws_trace_header: Option<&str>,
+) -> Option<opentelemetry::Context> {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    let remote = |trace: &str, span: &str, sampled: bool| {
+        let sc = SpanContext::new(
+            TraceId::from_hex(trace).ok()?,
+            SpanId::from_hex(span).ok()?,
+            if sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            },
+            true,
+            TraceState::default(),
+        );
+        sc.is_valid()
+            .then(|| opentelemetry::Context::new().with_remote_span_context(sc))
+    };
+    if let Some(tp) = traceparent {
+        // version-traceid-spanid-flags
+        let parts: Vec<&str> = tp.trim().split('-').collect();
+        if let [_, trace, span, flags] = parts[..] {
+            let sampled = u8::from_str_radix(flags, 16).is_ok_and(|f| f & 1 == 1);
+            if let Some(cx) = remote(trace, span, sampled) {
+                return Some(cx);
+            }
+        }
+    }
+    let header = aws_trace_header?;
+    // Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1
+    let (mut root, mut parent, mut sampled) = (None, None, false);
+    for part in header.split(';') {
+        match part.trim().split_once('=') {
+            Some(("Root", v)) => root = v.split('-').skip(1).collect::<Vec<_>>().concat().into(),
+            Some(("Parent", v)) => parent = Some(v.to_string()),
+            Some(("Sampled", v)) => sampled = v == "1",
+            _ => {}
+        }
+    }
+    remote(&root?, &parent?, sampled)
+}
+
+/// The `LOG_FORMAT=json` layer writing to `writer`. Span fields are kept as JSON ([`JsonFields`])
+/// so that each line can carry them as an object; colours are off (CloudWatch shows escapes raw).
+fn json_layer<S, W>(writer: W) -> impl Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .fmt_fields(JsonFields::new())
+        .event_format(JsonWithTrace)
+        .with_writer(writer)
+}
+
 /// One JSON object per line: time, level, target, message, fields, the current span's name and
-/// fields, and the OpenTelemetry `trace_id`/`span_id` when the event happens inside a trace.
+/// fields (`span_fields`, an object), and the OpenTelemetry `trace_id`/`span_id` when the event
+/// happens inside a trace.
 struct JsonWithTrace;
 
 impl<S, N> FormatEvent<S, N> for JsonWithTrace
@@ -225,8 +285,12 @@ where
             obj.insert("span".into(), span.name().into());
             let ext = span.extensions();
             if let Some(fields) = ext.get::<tracing_subscriber::fmt::FormattedFields<N>>() {
-                if !fields.is_empty() {
-                    obj.insert("span_fields".into(), fields.fields.as_str().into());
+                // JsonFields wrote them as a JSON object; kept as a string should another
+                // formatter ever be configured.
+                let value = serde_json::from_str::<serde_json::Value>(fields.fields.as_str())
+                    .unwrap_or_else(|_| fields.fields.as_str().into());
+                if !value.as_object().is_some_and(|o| o.is_empty()) && !fields.is_empty() {
+                    obj.insert("span_fields".into(), value);
                 }
             }
         }
@@ -263,5 +327,66 @@ impl tracing::field::Visit for JsonVisitor<'_> {
     }
     fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
         self.0.insert(field.name().into(), value.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    /// Collects what the layer writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'w> tracing_subscriber::fmt::MakeWriter<'w> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'w self) -> Captured {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn json_lines_are_plain_json_with_span_fields_as_an_object() {
+        let out = Captured::default();
+        let subscriber = tracing_subscriber::registry().with(json_layer(out.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(
+                "process",
+                otel.kind = "consumer",
+                messaging.message.id = %"m-1",
+                documents = tracing::field::Empty,
+            );
+            let _entered = span.enter();
+            span.record("documents", 3u64);
+            tracing::info!(indexed = 3u64, "message done; deleting it");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            !text.contains('\u{1b}') && !text.contains("\\u001b"),
+            "{text}"
+        );
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(line["message"], "message done; deleting it");
+        assert_eq!(line["indexed"], 3);
+        assert_eq!(line["span"], "process");
+        let fields = &line["span_fields"];
+        assert_eq!(fields["otel.kind"], "consumer", "{line}");
+        assert_eq!(fields["messaging.message.id"], "m-1");
+        assert_eq!(fields["documents"], 3);
     }
 }

@@ -5,8 +5,8 @@
 
 use std::io::Read;
 
-use f4a_indexer::decoder::{decode_frame, Framer, Item};
-use f4a_indexer::notification;
+use f4a_indexer::record::{decode_frame, Framer, Item};
+use f4a_indexer::source::notification;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
@@ -253,7 +253,7 @@ proptest! {
         } else {
             data
         };
-        if let Ok(mut r) = f4a_indexer::object_reader::decompress(std::io::Cursor::new(input)) {
+        if let Ok(mut r) = f4a_indexer::record::decompress::decompress(std::io::Cursor::new(input)) {
             let mut out = Vec::new();
             let _ = r.read_to_end(&mut out);
         }

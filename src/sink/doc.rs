@@ -1,27 +1,17 @@
-//! Batcher stage: gathers encoded documents from all messages into bulk requests.
+//! A document as the sink holds it: encoded once, at the reader, into its two bulk lines.
 //!
-//! A batch is sent when it reaches `BULK_MAX_DOCS` or `BULK_MAX_BYTES`, or when its oldest document
-//! has waited `BULK_FLUSH_INTERVAL_MS`. Readers hand documents over in small chunks
-//! ([`CHUNK_DOCS`]): one channel operation per chunk instead of per document keeps the hand-over
-//! off the profile. At most `BULK_CONCURRENCY` batches are in the sink at once;
-//! when all slots are busy (a slow or failing cluster) the batcher stops reading its bounded input
-//! channel, which blocks the object readers, which holds messages in flight, which stops
-//! receiving from SQS: the backlog waits in SQS, never in memory.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! The action line written here (`{"index":{"_id":…,"_index":…}}`, op_type `index` with the
+//! deterministic `_id`) is what makes a 409 from the cluster mean "already stored": see
+//! [`super::classify`], which relies on it.
 
 use std::cell::RefCell;
 use std::io::Write as _;
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::sync::{mpsc, Semaphore};
-use tokio::task::JoinSet;
-use tokio::time::Instant;
 
-use crate::acknowledger::AckToken;
-use crate::bulk_sink::BulkSink;
-use crate::normalizer::{Normalized, ObjectContext};
+use crate::ack::AckToken;
+use crate::record::{Normalized, ObjectContext};
 
 /// Documents are encoded straight into shared blocks of this size and cut from them: one
 /// allocation for a hundred small documents instead of one each, and no copy (a block is freed
@@ -33,10 +23,6 @@ const BODY_ROOM: usize = 4 * 1024;
 thread_local! {
     static BODY_BLOCKS: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
-
-/// Documents a reader gathers before handing them to the batcher (also bounded by [`CHUNK_BYTES`]).
-pub const CHUNK_DOCS: usize = 64;
-pub const CHUNK_BYTES: usize = 256 * 1024;
 
 /// One document, encoded once as its two bulk lines, with what is needed to settle it.
 #[derive(Debug)]
@@ -130,98 +116,11 @@ fn write_json_str(buf: &mut BytesMut, s: &str) {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct BatchLimits {
-    pub max_docs: usize,
-    pub max_bytes: usize,
-    pub flush_interval: Duration,
-    pub concurrency: usize,
-}
-
-/// Runs until `input` is closed and every batch has been delivered.
-pub async fn run(mut input: mpsc::Receiver<Vec<Doc>>, limits: BatchLimits, sink: Arc<BulkSink>) {
-    let mut out = Dispatcher {
-        slots: Arc::new(Semaphore::new(limits.concurrency)),
-        in_sink: JoinSet::new(),
-        sink,
-    };
-    let mut batch: Vec<Doc> = Vec::with_capacity(limits.max_docs.min(10_000));
-    let mut bytes = 0usize;
-    let mut deadline: Option<Instant> = None;
-    loop {
-        let next = match deadline {
-            Some(d) => tokio::select! {
-                chunk = input.recv() => chunk.map(Some),
-                _ = tokio::time::sleep_until(d) => Some(None),
-            },
-            None => input.recv().await.map(Some),
-        };
-        match next {
-            Some(Some(chunk)) => {
-                for doc in chunk {
-                    if batch.is_empty() {
-                        deadline = Some(Instant::now() + limits.flush_interval);
-                    }
-                    bytes += doc.body.len();
-                    batch.push(doc);
-                    if batch.len() >= limits.max_docs || bytes >= limits.max_bytes {
-                        out.dispatch(std::mem::take(&mut batch)).await;
-                        bytes = 0;
-                        deadline = None;
-                    }
-                }
-            }
-            // The flush interval elapsed.
-            Some(None) => {
-                out.dispatch(std::mem::take(&mut batch)).await;
-                bytes = 0;
-                deadline = None;
-            }
-            None => break,
-        }
-    }
-    out.dispatch(batch).await;
-    while let Some(done) = out.in_sink.join_next().await {
-        if let Err(e) = done {
-            tracing::error!(error = %e, "bulk delivery task failed");
-        }
-    }
-}
-
-/// Hands batches to the sink, at most `BULK_CONCURRENCY` at once.
-struct Dispatcher {
-    slots: Arc<Semaphore>,
-    in_sink: JoinSet<()>,
-    sink: Arc<BulkSink>,
-}
-
-impl Dispatcher {
-    async fn dispatch(&mut self, batch: Vec<Doc>) {
-        if batch.is_empty() {
-            return;
-        }
-        // Waiting for a slot is the backpressure point; the semaphore is never closed.
-        let Ok(permit) = self.slots.clone().acquire_owned().await else {
-            return;
-        };
-        let sink = self.sink.clone();
-        self.in_sink.spawn(async move {
-            sink.deliver(batch).await;
-            drop(permit);
-        });
-        while let Some(done) = self.in_sink.try_join_next() {
-            if let Err(e) = done {
-                tracing::error!(error = %e, "bulk delivery task failed");
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::acknowledger::AckToken;
-    use crate::normalizer::Source;
+    use crate::record::target::document_id;
+    use crate::record::Source;
     use serde_json::{json, Value};
 
     fn origin() -> Arc<ObjectContext> {
@@ -241,7 +140,7 @@ mod tests {
         let source = json!({"b": [1, 2.5, "x\"y"], "a": {"nested": null}, "é": "ü\n"});
         let n = Normalized {
             index: "f4a-\"odd\"\\name".into(),
-            id: crate::normalizer::document_id(&origin(), 1, None),
+            id: document_id(&origin(), 1, None),
             source: Source::Tree(source.as_object().unwrap().clone()),
             provenance_offset: None,
             timestamp_fallback: false,

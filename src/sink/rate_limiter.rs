@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter as Governor};
 
+use crate::config::RateConfig;
+use crate::events;
+
 /// Share of the ceiling regained per second without an overload signal: from 70% back to the
 /// ceiling in 15 s. Slow enough that a task probing a cluster's limit hits it rarely.
 const INCREASE_PER_SEC: f64 = 0.02;
@@ -127,15 +130,10 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// `docs_per_sec`/`bytes_per_sec` `None` = unlimited; `adaptive_floor` `Some` turns AIMD on.
-    pub fn new(
-        docs_per_sec: Option<u32>,
-        burst: u32,
-        bytes_per_sec: Option<u32>,
-        adaptive_floor: Option<u32>,
-    ) -> RateLimiter {
-        let docs = docs_per_sec.and_then(|r| Bucket::new(r, burst));
-        let adaptive = match (docs_per_sec, adaptive_floor, &docs) {
+    /// The limiter `cfg` describes (`RATE_LIMIT_*`).
+    pub fn new(cfg: &RateConfig) -> RateLimiter {
+        let docs = cfg.docs_per_sec.and_then(|r| Bucket::new(r, cfg.burst));
+        let adaptive = match (cfg.docs_per_sec, cfg.adaptive_floor, &docs) {
             (Some(rate), Some(floor), Some(_)) => {
                 Some(Mutex::new(Aimd::new(rate, floor, Instant::now())))
             }
@@ -143,9 +141,9 @@ impl RateLimiter {
         };
         RateLimiter {
             docs,
-            bytes: bytes_per_sec.and_then(|r| Bucket::new(r, r)),
+            bytes: cfg.bytes_per_sec.and_then(|r| Bucket::new(r, r)),
             adaptive,
-            configured: docs_per_sec,
+            configured: cfg.docs_per_sec,
         }
     }
 
@@ -178,11 +176,7 @@ impl RateLimiter {
     pub fn overloaded(&self) {
         if let Some(mut a) = self.aimd() {
             if let Some(rate) = a.overloaded(Instant::now()) {
-                tracing::warn!(
-                    effective_rate = rate.round() as u64,
-                    configured_rate = self.configured.unwrap_or(0),
-                    "cluster overloaded; lowering the insert rate"
-                );
+                events::rate_lowered(rate, self.configured.unwrap_or(0));
             }
         }
     }
@@ -209,7 +203,7 @@ mod tests {
 
     #[tokio::test]
     async fn batches_larger_than_burst_are_split_not_refused() {
-        let l = RateLimiter::new(Some(1000), 10, None, None);
+        let l = RateLimiter::new(&RateConfig::docs_per_sec(1000).with_burst(10));
         let waited = l.acquire(60, 0).await;
         // 10 at once, then 50 more at 1000/s.
         assert!(waited >= Duration::from_millis(40), "{waited:?}");
@@ -217,14 +211,14 @@ mod tests {
 
     #[tokio::test]
     async fn bytes_are_limited_too() {
-        let l = RateLimiter::new(None, 1, Some(10_000), None);
+        let l = RateLimiter::new(&RateConfig::unlimited().with_bytes_per_sec(10_000));
         let waited = l.acquire(1, 15_000).await;
         assert!(waited >= Duration::from_millis(400), "{waited:?}");
     }
 
     #[tokio::test]
     async fn unlimited_never_waits() {
-        let l = RateLimiter::new(None, 1, None, Some(1));
+        let l = RateLimiter::new(&RateConfig::unlimited().adaptive(1));
         assert_eq!(l.acquire(1_000_000, 1 << 30).await, Duration::ZERO);
         assert_eq!(l.effective_rate(), None);
     }

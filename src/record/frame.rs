@@ -1,0 +1,460 @@
+//! Framing: cuts a decompressed byte stream into candidate records without parsing them.
+//!
+//! The layout is detected from the first record: newline-delimited JSON (or plain text lines) is
+//! cut at newlines; JSON values concatenated with no separator (Firehose's default),
+//! pretty-printed values and top-level arrays are cut by tracking brackets and strings. Memory is
+//! bounded by `MAX_RECORD_BYTES`: a frame longer than that keeps only its head.
+//!
+//! A bad record never stops the object: the framer resynchronises at the next record. In
+//! bracket-tracking layouts a truncated record followed by a newline and `{` (impossible in valid
+//! JSON) ends there, so one broken line of NDJSON costs one record, not the rest of the object.
+
+use std::io::{self, Read};
+
+/// Bracket nesting tracked for resynchronisation; deeper input still frames correctly.
+const MAX_TRACKED_DEPTH: usize = 512;
+const CHUNK: usize = 64 * 1024;
+
+/// One frame: a candidate record and where it starts in the decompressed stream.
+#[derive(Debug)]
+pub struct Frame<'a> {
+    pub offset: u64,
+    /// The frame's bytes, or only its first `MAX_RECORD_BYTES` when it is longer.
+    pub data: &'a [u8],
+    /// The frame's full length in bytes.
+    pub len: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Undecided,
+    Lines,
+    Values,
+}
+
+enum Scan {
+    Complete {
+        multiline: bool,
+    },
+    /// A newline followed by `{` where valid JSON cannot have one: the next frame has begun.
+    Resynced,
+    Eof,
+}
+
+pub struct Framer<R> {
+    src: R,
+    chunk: Box<[u8]>,
+    lo: usize,
+    hi: usize,
+    /// Stream offset of `chunk[lo]`.
+    pos: u64,
+    layout: Layout,
+    in_array: bool,
+    max: usize,
+    buf: Vec<u8>,
+    frame_start: u64,
+    frame_len: u64,
+    /// First byte of the next frame, already consumed by a resynchronisation.
+    pending: Option<(u64, u8)>,
+}
+
+impl<R: Read> Framer<R> {
+    pub fn new(src: R, max_record_bytes: usize) -> Self {
+        Framer {
+            src,
+            chunk: vec![0; CHUNK].into_boxed_slice(),
+            lo: 0,
+            hi: 0,
+            pos: 0,
+            layout: Layout::Undecided,
+            in_array: false,
+            max: max_record_bytes,
+            buf: Vec::new(),
+            frame_start: 0,
+            frame_len: 0,
+            pending: None,
+        }
+    }
+
+    /// The frame being read when an error ended the stream: its offset and the bytes seen so far.
+    pub fn partial(&self) -> (u64, &[u8]) {
+        if self.buf.is_empty() {
+            (self.pos, &[])
+        } else {
+            (self.frame_start, &self.buf)
+        }
+    }
+
+    /// Bytes consumed from the decompressed stream so far.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.lo < self.hi {
+            return Ok(true);
+        }
+        loop {
+            match self.src.read(&mut self.chunk) {
+                Ok(0) => return Ok(false),
+                Ok(n) => {
+                    self.lo = 0;
+                    self.hi = n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn peek(&mut self) -> io::Result<Option<u8>> {
+        Ok(if self.fill()? {
+            Some(self.chunk[self.lo])
+        } else {
+            None
+        })
+    }
+
+    fn bump(&mut self) -> io::Result<Option<u8>> {
+        let b = self.peek()?;
+        if b.is_some() {
+            self.lo += 1;
+            self.pos += 1;
+        }
+        Ok(b)
+    }
+
+    fn push(&mut self, b: u8) {
+        if self.buf.len() < self.max {
+            self.buf.push(b);
+        }
+        self.frame_len += 1;
+    }
+
+    /// The next frame, or `None` at the end of the stream.
+    pub fn next_frame(&mut self) -> io::Result<Option<Frame<'_>>> {
+        loop {
+            self.buf.clear();
+            self.frame_len = 0;
+            let (start, first) = match self.pending.take() {
+                Some(p) => p,
+                None => match self.skip_separators()? {
+                    Some(p) => p,
+                    None => return Ok(None),
+                },
+            };
+            self.frame_start = start;
+            let is_open = first == b'{' || first == b'[';
+            match self.layout {
+                Layout::Undecided if first == b'[' => {
+                    self.layout = Layout::Values;
+                    self.in_array = true;
+                    continue;
+                }
+                Layout::Undecided if first == b'{' => match self.scan_value(first)? {
+                    Scan::Complete { multiline } => {
+                        let line_ends = self.rest_of_line_is_blank()?;
+                        // `{}` is one line in pretty-printed output too: it decides nothing.
+                        let empty =
+                            self.buf.iter().filter(|b| !b.is_ascii_whitespace()).count() == 2;
+                        if !(empty && line_ends) {
+                            self.layout = if line_ends && !multiline {
+                                Layout::Lines
+                            } else {
+                                Layout::Values
+                            };
+                        }
+                    }
+                    Scan::Resynced => self.layout = Layout::Lines,
+                    Scan::Eof => {}
+                },
+                Layout::Undecided | Layout::Lines => {
+                    if self.layout == Layout::Undecided {
+                        self.layout = Layout::Lines;
+                    }
+                    self.scan_line(first)?;
+                }
+                Layout::Values => {
+                    if !self.in_array && first == b'[' {
+                        self.in_array = true;
+                        continue;
+                    }
+                    if self.in_array && first == b']' {
+                        self.in_array = false;
+                        continue;
+                    }
+                    if is_open {
+                        self.scan_value(first)?;
+                    } else {
+                        self.scan_scalar(first)?;
+                    }
+                }
+            }
+            return Ok(Some(Frame {
+                offset: self.frame_start,
+                data: &self.buf,
+                len: self.frame_len,
+            }));
+        }
+    }
+
+    /// Skips whitespace, a UTF-8 byte-order mark at the start, and commas between array elements.
+    fn skip_separators(&mut self) -> io::Result<Option<(u64, u8)>> {
+        loop {
+            let at = self.pos;
+            let Some(b) = self.bump()? else {
+                return Ok(None);
+            };
+            let skip = b.is_ascii_whitespace()
+                || (self.in_array && b == b',')
+                || (at < 3 && matches!((at, b), (0, 0xEF) | (1, 0xBB) | (2, 0xBF)));
+            if !skip {
+                return Ok(Some((at, b)));
+            }
+        }
+    }
+
+    /// After a value: are only blanks left on this line? Consumes those blanks.
+    fn rest_of_line_is_blank(&mut self) -> io::Result<bool> {
+        while let Some(b) = self.peek()? {
+            match b {
+                b' ' | b'\t' | b'\r' => {
+                    self.bump()?;
+                }
+                b'\n' => return Ok(true),
+                _ => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    /// A frame up to the end of the line (newline excluded); the fast path for NDJSON.
+    fn scan_line(&mut self, first: u8) -> io::Result<()> {
+        if first == b'\n' {
+            return Ok(());
+        }
+        self.push(first);
+        while self.fill()? {
+            let avail = &self.chunk[self.lo..self.hi];
+            let (take, found) = match memchr::memchr(b'\n', avail) {
+                Some(i) => (i, true),
+                None => (avail.len(), false),
+            };
+            let room = self.max.saturating_sub(self.buf.len()).min(take);
+            self.buf.extend_from_slice(&avail[..room]);
+            self.frame_len += take as u64;
+            let consumed = take + usize::from(found);
+            self.lo += consumed;
+            self.pos += consumed as u64;
+            if found {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// A scalar element of a top-level array, or a stray text line between values.
+    fn scan_scalar(&mut self, first: u8) -> io::Result<()> {
+        let mut string = JsonString::default();
+        string.feed(first);
+        self.push(first);
+        while let Some(b) = self.peek()? {
+            if b == b'\n' || (!string.inside && self.in_array && (b == b',' || b == b']')) {
+                break;
+            }
+            string.feed(b);
+            self.bump()?;
+            self.push(b);
+        }
+        Ok(())
+    }
+
+    /// A balanced `{…}` or `[…]` value, string- and escape-aware.
+    fn scan_value(&mut self, first: u8) -> io::Result<Scan> {
+        let mut stack: Vec<u8> = vec![first];
+        let mut depth: usize = 1;
+        let mut string = JsonString::default();
+        let mut last_sig = first;
+        let mut multiline = false;
+        // Frame length at the last raw newline, while we wait for the next significant byte.
+        let mut newline_at: Option<u64> = None;
+        self.push(first);
+        loop {
+            let at = self.pos;
+            let Some(b) = self.bump()? else {
+                return Ok(Scan::Eof);
+            };
+            if b == b'\n' {
+                newline_at = Some(self.frame_len);
+                multiline = true;
+                self.push(b);
+                // A raw newline cannot be inside a JSON string: the string is broken.
+                string.escape = false;
+                continue;
+            }
+            if let Some(nl) = newline_at {
+                if !b.is_ascii_whitespace() {
+                    newline_at = None;
+                    // In valid JSON a `{` after a newline opens an array element. After a
+                    // key's colon it would be valid too, but no pretty-printer breaks a line
+                    // there, while a truncated NDJSON line often ends right after a colon.
+                    let valid_here = !string.inside
+                        && match stack.last() {
+                            Some(b'{') => false,
+                            Some(b'[') => last_sig == b'[' || last_sig == b',',
+                            _ => true, // deeper than tracked: no opinion
+                        };
+                    if b == b'{' && !valid_here {
+                        self.buf.truncate(nl.saturating_sub(1) as usize);
+                        self.frame_len = nl - 1;
+                        self.pending = Some((at, b));
+                        return Ok(Scan::Resynced);
+                    }
+                }
+            }
+            self.push(b);
+            if string.feed(b) {
+                if !string.inside {
+                    last_sig = b'"';
+                }
+                continue;
+            }
+            match b {
+                b'{' | b'[' => {
+                    depth += 1;
+                    if stack.len() < MAX_TRACKED_DEPTH {
+                        stack.push(b);
+                    }
+                }
+                b'}' | b']' => {
+                    depth -= 1;
+                    if depth < MAX_TRACKED_DEPTH {
+                        stack.pop();
+                    }
+                    if depth == 0 {
+                        return Ok(Scan::Complete { multiline });
+                    }
+                }
+                _ => {}
+            }
+            if !b.is_ascii_whitespace() {
+                last_sig = b;
+            }
+        }
+    }
+}
+
+/// Escape-aware tracking of whether a byte is inside a JSON string, fed one byte at a time.
+#[derive(Debug, Default, Clone, Copy)]
+struct JsonString {
+    inside: bool,
+    escape: bool,
+}
+
+impl JsonString {
+    /// Feeds `b`; true when it belongs to a string (its opening and closing quotes included).
+    fn feed(&mut self, b: u8) -> bool {
+        if self.inside {
+            if self.escape {
+                self.escape = false;
+            } else if b == b'\\' {
+                self.escape = true;
+            } else if b == b'"' {
+                self.inside = false;
+            }
+            true
+        } else {
+            self.inside = b == b'"';
+            self.inside
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::decode::decode_frame;
+    use crate::record::item::Item;
+    use crate::record::test_support::{items, texts};
+
+    fn frames(input: &[u8], max: usize) -> Vec<(u64, String, u64)> {
+        let mut f = Framer::new(input, max);
+        let mut out = vec![];
+        while let Some(fr) = f.next_frame().unwrap() {
+            out.push((
+                fr.offset,
+                String::from_utf8_lossy(fr.data).into_owned(),
+                fr.len,
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn ndjson_lines_with_offsets() {
+        let f = frames(b"{\"a\":1}\n{\"b\":2}\r\n\n  {\"c\":3}", 1024);
+        assert_eq!(f.iter().map(|x| x.0).collect::<Vec<_>>(), [0, 8, 20]);
+        assert_eq!(f[1].1, "{\"b\":2}\r");
+        assert_eq!(
+            texts(&items(b"{\"a\":1}\n{\"b\":2}\r\n\n  {\"c\":3}")).len(),
+            3
+        );
+    }
+
+    #[test]
+    fn truncated_line_costs_one_record() {
+        let input = b"{\"a\":1}\n{\"a\": 2, \"b\":\n{\"a\":3}\n{\"s\": \"unterminated\n{\"a\":4}\n";
+        let it = items(input);
+        let t = texts(&it);
+        assert_eq!(t[0], r#"{"a":1}"#);
+        assert!(t[1].starts_with("DEAD:{\"a\": 2"), "{t:?}");
+        assert_eq!(t[2], r#"{"a":3}"#);
+        assert!(t[3].starts_with("DEAD:{\"s\""), "{t:?}");
+        assert_eq!(t[4], r#"{"a":4}"#);
+        assert_eq!(t.len(), 5);
+    }
+
+    #[test]
+    fn truncated_first_line_still_detects_lines() {
+        let t = texts(&items(b"{\"a\": \n{\"b\":1}\n{\"c\":2}\n"));
+        assert!(t[0].starts_with("DEAD:"), "{t:?}");
+        assert_eq!(&t[1..], [r#"{"b":1}"#, r#"{"c":2}"#]);
+    }
+
+    #[test]
+    fn truncated_in_concatenated_layout_resyncs_on_newline() {
+        let t = texts(&items(b"{\"a\":1}{\"b\":\n{\"c\":2}"));
+        assert_eq!(t[0], r#"{"a":1}"#);
+        assert!(t[1].starts_with("DEAD:"));
+        assert_eq!(t[2], r#"{"c":2}"#);
+    }
+
+    #[test]
+    fn oversized_records_are_dead_and_skipped() {
+        let mut input = b"{\"a\":1}\n{\"big\":\"".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 5000));
+        input.extend_from_slice(b"\"}\n{\"c\":2}\n");
+        let mut f = Framer::new(&input[..], 1024);
+        let mut out = vec![];
+        while let Some(fr) = f.next_frame().unwrap() {
+            assert!(fr.data.len() <= 1024);
+            decode_frame(&fr, 1024, &mut out);
+        }
+        let t = texts(&out);
+        assert_eq!(t.len(), 3);
+        assert!(matches!(&out[1], Item::Dead(d) if d.reason.contains("exceeds MAX_RECORD_BYTES")));
+        assert_eq!(t[2], r#"{"c":2}"#);
+        // Same in the bracket-tracking layout.
+        let mut input = b"{\"a\":1}{\"big\":\"".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 5000));
+        input.extend_from_slice(b"\"}{\"c\":2}");
+        let mut f = Framer::new(&input[..], 1024);
+        let mut out = vec![];
+        while let Some(fr) = f.next_frame().unwrap() {
+            decode_frame(&fr, 1024, &mut out);
+        }
+        assert_eq!(out.len(), 3);
+        assert!(matches!(&out[1], Item::Dead(_)));
+    }
+}

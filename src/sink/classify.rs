@@ -1,0 +1,206 @@
+//! The retry decision: a pure function of one `_bulk` answer (status and body), no I/O.
+//!
+//! - the whole request failed (429, 5xx, 401/403, an unreadable body): retry every document after
+//!   a backoff; a 429 also tells the rate limiter to slow down;
+//! - 413 or another 400 for the whole request: split the batch to isolate the culprit;
+//! - per item: 2xx done; 409 done (op_type `index` with the deterministic `_id`, written by
+//!   [`super::doc`]: a conflict means a writer already stored this document); 429, 5xx or
+//!   `es_rejected_execution_exception` retried alone; anything else (a mapping conflict, say)
+//!   refused for good, with the cluster's reason, for the dead-letter index.
+//!
+//! Tested with canned bodies below; a new rule is a new case here, not a change in the loop.
+
+use serde::Deserialize;
+
+/// What to do with one document after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemOutcome {
+    Done,
+    Retry(String),
+    /// Retry, and the cluster said it is overloaded (429, `es_rejected_execution_exception`).
+    Overloaded(String),
+    Reject {
+        error_type: String,
+        reason: String,
+    },
+}
+
+/// What to do with a whole request after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseOutcome {
+    Items(Vec<ItemOutcome>),
+    RetryAll(String),
+    /// Retry everything, and slow down: the cluster answered 429.
+    Overloaded(String),
+    /// The request itself was refused (400, 413): split it to isolate the cause.
+    Split(String),
+}
+
+#[derive(Deserialize)]
+struct BulkResponse {
+    #[serde(default)]
+    errors: bool,
+    #[serde(default)]
+    items: Vec<std::collections::HashMap<String, BulkItem>>,
+}
+
+#[derive(Deserialize)]
+struct BulkItem {
+    status: u16,
+    #[serde(default)]
+    error: Option<BulkError>,
+}
+
+#[derive(Deserialize)]
+struct BulkError {
+    #[serde(rename = "type", default)]
+    error_type: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// The retry decision for one `_bulk` response; `sent` is the number of documents in the request.
+pub fn classify_response(status: u16, body: &[u8], sent: usize) -> ResponseOutcome {
+    let snippet = || String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+    match status {
+        200..=299 => {}
+        400 | 413 => return ResponseOutcome::Split(format!("HTTP {status}: {}", snippet())),
+        401 | 403 => {
+            return ResponseOutcome::RetryAll(format!(
+            "HTTP {status}: check ES_USERNAME/ES_PASSWORD/ES_API_KEY and the role's privileges: {}",
+            snippet()
+        ))
+        }
+        429 => return ResponseOutcome::Overloaded(format!("HTTP 429: {}", snippet())),
+        _ => return ResponseOutcome::RetryAll(format!("HTTP {status}: {}", snippet())),
+    }
+    let parsed: BulkResponse = match serde_json::from_slice(body) {
+        Ok(p) => p,
+        Err(e) => {
+            return ResponseOutcome::RetryAll(format!(
+                "unreadable bulk response ({e}): {}",
+                snippet()
+            ))
+        }
+    };
+    if !parsed.errors && parsed.items.is_empty() {
+        // filter_path drops nothing we need when there are no errors, but some servers omit items.
+        return ResponseOutcome::Items(vec![ItemOutcome::Done; sent]);
+    }
+    let mut out: Vec<ItemOutcome> = parsed
+        .items
+        .into_iter()
+        .take(sent)
+        .map(|op| match op.into_values().next() {
+            Some(item) => classify_item(item),
+            None => ItemOutcome::Retry("empty bulk item".into()),
+        })
+        .collect();
+    // A response with fewer items than documents sent: the missing ones were not confirmed.
+    out.resize(
+        sent,
+        ItemOutcome::Retry("item missing from the bulk response".into()),
+    );
+    ResponseOutcome::Items(out)
+}
+
+fn classify_item(item: BulkItem) -> ItemOutcome {
+    let (error_type, reason) = match item.error {
+        Some(e) => (e.error_type, e.reason.unwrap_or_default()),
+        None => (String::new(), String::new()),
+    };
+    match item.status {
+        200..=299 => ItemOutcome::Done,
+        // op_type `index` with a deterministic id: a conflict means a writer already stored it.
+        409 => ItemOutcome::Done,
+        429 => ItemOutcome::Overloaded(format!("429 {error_type}: {reason}")),
+        _ if error_type == "es_rejected_execution_exception" => {
+            ItemOutcome::Overloaded(format!("{} {error_type}: {reason}", item.status))
+        }
+        500..=599 => ItemOutcome::Retry(format!("{} {error_type}: {reason}", item.status)),
+        s => ItemOutcome::Reject {
+            error_type: if error_type.is_empty() {
+                format!("http_{s}")
+            } else {
+                error_type
+            },
+            reason,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_ok() {
+        let body =
+            br#"{"errors":false,"items":[{"index":{"status":201}},{"index":{"status":200}}]}"#;
+        assert_eq!(
+            classify_response(200, body, 2),
+            ResponseOutcome::Items(vec![ItemOutcome::Done, ItemOutcome::Done])
+        );
+        assert_eq!(
+            classify_response(200, br#"{"errors":false}"#, 3),
+            ResponseOutcome::Items(vec![ItemOutcome::Done; 3])
+        );
+    }
+
+    #[test]
+    fn partial_failures_are_classified_per_item() {
+        let body = br#"{"errors":true,"items":[
+            {"index":{"status":201}},
+            {"index":{"status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}},
+            {"index":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [a]"}}},
+            {"index":{"status":409,"error":{"type":"version_conflict_engine_exception","reason":"exists"}}},
+            {"index":{"status":503,"error":{"type":"unavailable_shards_exception","reason":"primary shard is not active"}}}
+        ]}"#;
+        let ResponseOutcome::Items(items) = classify_response(200, body, 6) else {
+            panic!()
+        };
+        assert_eq!(items[0], ItemOutcome::Done);
+        assert!(matches!(items[1], ItemOutcome::Overloaded(_)));
+        assert_eq!(
+            items[2],
+            ItemOutcome::Reject {
+                error_type: "mapper_parsing_exception".into(),
+                reason: "failed to parse field [a]".into()
+            }
+        );
+        assert_eq!(items[3], ItemOutcome::Done);
+        assert!(matches!(items[4], ItemOutcome::Retry(_)));
+        assert!(
+            matches!(items[5], ItemOutcome::Retry(_)),
+            "missing item is retried"
+        );
+    }
+
+    #[test]
+    fn request_level_statuses() {
+        assert!(matches!(
+            classify_response(429, b"{}", 1),
+            ResponseOutcome::Overloaded(_)
+        ));
+        assert!(matches!(
+            classify_response(503, b"", 1),
+            ResponseOutcome::RetryAll(_)
+        ));
+        assert!(matches!(
+            classify_response(401, b"", 1),
+            ResponseOutcome::RetryAll(_)
+        ));
+        assert!(matches!(
+            classify_response(413, b"", 1),
+            ResponseOutcome::Split(_)
+        ));
+        assert!(matches!(
+            classify_response(400, b"", 1),
+            ResponseOutcome::Split(_)
+        ));
+        assert!(matches!(
+            classify_response(200, b"<html>", 1),
+            ResponseOutcome::RetryAll(_)
+        ));
+    }
+}
