@@ -105,6 +105,11 @@ pub(crate) struct ObjectRead {
     pub(crate) undecodable: u64,
     pub(crate) timestamp_fallbacks: u64,
     pub(crate) timestamp_invalid: u64,
+    /// Dropped by `SAMPLE_PERCENT` and by `DROP_WHERE`: never sent, never dead-lettered.
+    pub(crate) dropped_sampled: u64,
+    pub(crate) dropped_where: u64,
+    /// Kept documents the item limits changed.
+    pub(crate) changed: crate::object::ChangeCounts,
     pub(crate) compressed_bytes: u64,
     pub(crate) decompressed_bytes: u64,
 }
@@ -116,11 +121,26 @@ impl ObjectRead {
             undecodable = self.undecodable,
             timestamp_fallbacks = self.timestamp_fallbacks,
             timestamp_invalid = self.timestamp_invalid,
+            dropped = self.dropped_sampled + self.dropped_where,
+            dropped_sampled = self.dropped_sampled,
+            dropped_drop_where = self.dropped_where,
+            fields_filtered = self.changed.fields_filtered,
+            capped_max_fields = self.changed.max_fields,
+            capped_max_depth = self.changed.max_depth,
+            capped_max_string_bytes = self.changed.max_string_bytes,
             compressed_bytes = self.compressed_bytes,
             decompressed_bytes = self.decompressed_bytes,
             "object read"
         );
-        metrics::get().received(self.records + self.undecodable);
+        let m = metrics::get();
+        m.received(self.records + self.undecodable);
+        m.dropped("sampled", self.dropped_sampled);
+        m.dropped("drop_where", self.dropped_where);
+        let c = &self.changed;
+        m.changed("fields_filtered", c.fields_filtered);
+        m.changed("max_fields", c.max_fields);
+        m.changed("max_depth", c.max_depth);
+        m.changed("max_string_bytes", c.max_string_bytes);
     }
 }
 

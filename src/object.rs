@@ -22,7 +22,10 @@ use crate::ack::AckGroup;
 use crate::events;
 use crate::record::dead_letter::raw_head;
 use crate::record::decompress::{decompress, SourceTap};
-use crate::record::{DeadLetters, DeadRecord, Decoder, Framer, Item, Normalizer, ObjectContext};
+use crate::record::{
+    Changes, DeadLetters, DeadRecord, Decoder, DropReason, Framer, Item, Limits, Normalizer,
+    ObjectContext, Verdict,
+};
 use crate::sink::batcher::{CHUNK_BYTES, CHUNK_DOCS};
 use crate::sink::Doc;
 use crate::source::{FetchError, ObjectRef, ObjectStore};
@@ -35,6 +38,29 @@ struct ObjectStats {
     timestamp_fallbacks: u64,
     timestamp_invalid: u64,
     decompressed_bytes: u64,
+    /// Dropped by the item limits, per reason (sampled, drop_where).
+    dropped_sampled: u64,
+    dropped_where: u64,
+    /// Kept but changed by the item limits, per reason.
+    changed: ChangeCounts,
+}
+
+/// Kept documents the item limits changed, per reason (`f4a.documents.changed`).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ChangeCounts {
+    pub(crate) fields_filtered: u64,
+    pub(crate) max_fields: u64,
+    pub(crate) max_depth: u64,
+    pub(crate) max_string_bytes: u64,
+}
+
+impl ChangeCounts {
+    fn add(&mut self, c: &Changes) {
+        self.fields_filtered += u64::from(c.filtered);
+        self.max_fields += u64::from(c.max_fields);
+        self.max_depth += u64::from(c.max_depth);
+        self.max_string_bytes += u64::from(c.max_string_bytes);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +81,10 @@ pub(crate) enum ObjectError {
 pub(crate) struct ObjectIndexer {
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) normalizer: Arc<Normalizer>,
+    /// The item limits; `None` when all are off (the default).
+    pub(crate) limits: Option<Arc<Limits>>,
+    /// `ES_INDEX_MODE=data_stream`: documents go with op_type `create`.
+    pub(crate) create: bool,
     pub(crate) dead_letters: DeadLetters,
     pub(crate) max_record_bytes: usize,
     /// Into the batcher; bounded, so readers block when the sink is the bottleneck.
@@ -91,6 +121,7 @@ impl ObjectIndexer {
             });
             let source = SourceTap::new(SyncIoBridge::new(opened.body));
             let compressed = source.bytes.clone();
+            let (limits, create) = (self.limits.clone(), self.create);
             let (normalizer, dead_letters, docs, group, max) = (
                 self.normalizer.clone(),
                 self.dead_letters.clone(),
@@ -111,6 +142,8 @@ impl ObjectIndexer {
                 let out = Reader {
                     meta: &meta2,
                     normalizer: &normalizer,
+                    limits: limits.as_deref(),
+                    create,
                     dead_letters: &dead_letters,
                     max_record_bytes: max,
                     docs: &docs,
@@ -143,6 +176,9 @@ impl ObjectIndexer {
                         undecodable: stats.undecodable,
                         timestamp_fallbacks: stats.timestamp_fallbacks,
                         timestamp_invalid: stats.timestamp_invalid,
+                        dropped_sampled: stats.dropped_sampled,
+                        dropped_where: stats.dropped_where,
+                        changed: stats.changed,
                         compressed_bytes: bytes,
                         decompressed_bytes: stats.decompressed_bytes,
                     }
@@ -173,6 +209,8 @@ enum ReadError {
 struct Reader<'a> {
     meta: &'a Arc<ObjectContext>,
     normalizer: &'a Normalizer,
+    limits: Option<&'a Limits>,
+    create: bool,
     dead_letters: &'a DeadLetters,
     max_record_bytes: usize,
     docs: &'a mpsc::Sender<Vec<Doc>>,
@@ -244,6 +282,24 @@ impl Reader<'_> {
         stats.records += 1;
         stats.timestamp_fallbacks += u64::from(n.timestamp_fallback);
         stats.timestamp_invalid += u64::from(n.timestamp_invalid);
+        let n = match self.limits {
+            None => n,
+            Some(limits) => match limits.apply(n) {
+                Verdict::Keep(n, changes) => {
+                    stats.changed.add(&changes);
+                    n
+                }
+                // Dropping is the user's intent: no token, nothing sent, counted by reason.
+                Verdict::Drop(DropReason::Sampled) => {
+                    stats.dropped_sampled += 1;
+                    return Ok(());
+                }
+                Verdict::Drop(DropReason::DropWhere) => {
+                    stats.dropped_where += 1;
+                    return Ok(());
+                }
+            },
+        };
         self.send(Doc::encode(
             n,
             self.meta.clone(),
@@ -269,6 +325,9 @@ impl Reader<'_> {
     }
 
     fn send(&self, mut doc: Doc) -> Result<(), ReadError> {
+        if self.create && !doc.dead_letter {
+            doc = doc.into_create();
+        }
         doc.trace = self.trace.clone();
         let full = {
             let (docs, bytes) = &mut *self.pending.borrow_mut();

@@ -29,12 +29,13 @@ use crate::health::{self, Health};
 use crate::message::MessageWorker;
 use crate::metrics;
 use crate::object::ObjectIndexer;
-use crate::record::{DeadLetters, Normalizer};
+use crate::record::{DeadLetters, Limits, Normalizer};
+use crate::sink::admin::ClusterAdmin;
 use crate::sink::batcher;
 use crate::sink::bulk::BulkSink;
 use crate::sink::es::EsClient;
 use crate::sink::rate_limiter::RateLimiter;
-use crate::sink::BulkClient;
+use crate::sink::{upkeep, BulkClient};
 use crate::source::inflight::InFlight;
 use crate::source::s3::S3Store;
 use crate::source::sqs::{self, SqsQueue};
@@ -51,6 +52,8 @@ pub struct Wings {
     pub queue: Arc<dyn Queue>,
     pub store: Arc<dyn ObjectStore>,
     pub cluster: Arc<dyn BulkClient>,
+    /// Templates and retention ([`crate::sink::upkeep`]); the same client as `cluster`.
+    pub admin: Arc<dyn ClusterAdmin>,
 }
 
 impl Wings {
@@ -58,13 +61,14 @@ impl Wings {
     /// to path style), the cluster through the Elasticsearch client.
     pub async fn connect(cfg: &Config) -> anyhow::Result<Wings> {
         let cluster =
-            EsClient::new(&cfg.sink.es).context("configuring the Elasticsearch client")?;
+            Arc::new(EsClient::new(&cfg.sink.es).context("configuring the Elasticsearch client")?);
         let source = &cfg.source;
         let sdk = aws::sdk_config(source).await;
         Ok(Wings {
             queue: Arc::new(SqsQueue::new(&sdk, source)),
             store: Arc::new(S3Store::new(&sdk, source.aws_endpoint_url.is_some())),
-            cluster: Arc::new(cluster),
+            admin: cluster.clone(),
+            cluster,
         })
     }
 }
@@ -109,6 +113,14 @@ pub async fn run_with(
         let configured = gauge_sink.configured_rate().map_or(0.0, f64::from);
         (configured, gauge_sink.effective_rate().unwrap_or(0.0))
     }));
+    // Templates before the first document, so today's index is created with them.
+    let setup = upkeep::set_up(&cfg, wings.admin.as_ref()).await;
+    let upkeep = tokio::spawn(upkeep::run(
+        cfg.clone(),
+        wings.admin.clone(),
+        setup,
+        background.clone(),
+    ));
     let acks = Arc::new(InFlight::new(
         wings.queue.clone(),
         source.visibility_timeout_seconds,
@@ -182,6 +194,8 @@ pub async fn run_with(
     }
     background.cancel();
     let _ = heartbeat.await;
+    // A retention run in progress finishes (it is bounded); the next would start in an hour.
+    let _ = tokio::time::timeout(Duration::from_secs(10), upkeep).await;
     tracing::info!(
         indexed = metrics::get().totals().indexed,
         dead_lettered = metrics::get().totals().dead_lettered,
@@ -225,6 +239,8 @@ impl Indexing {
                 record.index.clone(),
                 record.timestamp_fields.clone(),
             )),
+            limits: Limits::new(&record.limits).map(Arc::new),
+            create: cfg.cluster.index_mode == crate::config::IndexMode::DataStream,
             dead_letters,
             max_record_bytes: record.max_record_bytes,
             docs,
@@ -369,6 +385,7 @@ async fn summary(s: Summary, stop: CancellationToken) {
             configured_rate = s.configured_rate,
             effective_rate = sink.effective_rate().map_or(0, |r| r.round() as u64),
             retried_total = totals.retried,
+            dropped_total = totals.dropped,
             "summary"
         );
         (last_in, last_out) = (read, out);

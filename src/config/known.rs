@@ -5,7 +5,7 @@
 use super::env::ConfigError;
 
 /// Prefixes the worker owns: every variable starting with one of them must be in [`KNOWN`].
-pub const PREFIXES: [&str; 10] = [
+pub const PREFIXES: &[&str] = &[
     "ES_",
     "SQS_",
     "BULK_",
@@ -16,11 +16,15 @@ pub const PREFIXES: [&str; 10] = [
     "HEALTH_",
     "SHUTDOWN_",
     "TIMESTAMP_",
+    "FIELDS_",
+    "DROP_",
+    "SAMPLE_",
+    "RETENTION_",
 ];
 
 /// Every variable under [`PREFIXES`] that the configuration reads (a unit test keeps the two in
 /// step, another checks that the README documents each).
-pub const KNOWN: [&str; 29] = [
+pub const KNOWN: &[&str] = &[
     "SQS_QUEUE_URL",
     "SQS_MAX_MESSAGES",
     "SQS_WAIT_TIME_SECONDS",
@@ -50,6 +54,28 @@ pub const KNOWN: [&str; 29] = [
     "RETRY_MAX_BACKOFF_MS",
     "SHUTDOWN_TIMEOUT_SECS",
     "HEALTH_ADDR",
+    // Item limits (config::limits).
+    "FIELDS_INCLUDE",
+    "FIELDS_EXCLUDE",
+    "DROP_WHERE",
+    "SAMPLE_PERCENT",
+    "MAX_FIELDS_PER_DOCUMENT",
+    "MAX_DEPTH",
+    "MAX_STRING_BYTES",
+    // Index templates and retention (config::cluster).
+    "ES_SETUP",
+    "ES_INDEX_MODE",
+    "ES_INDEX_TEMPLATE_FILE",
+    "ES_INDEX_SHARDS",
+    "ES_INDEX_REPLICAS",
+    "ES_INDEX_REFRESH_INTERVAL",
+    "ES_INDEX_CODEC",
+    "ES_INDEX_TOTAL_FIELDS_LIMIT",
+    "ES_INDEX_IGNORE_ABOVE",
+    "RETENTION_DAYS",
+    "DEAD_LETTER_RETENTION_DAYS",
+    "RETENTION_DRY_RUN",
+    "RETENTION_MAX_DELETES_PER_RUN",
 ];
 
 /// The first variable (in name order) under the worker's prefixes that it does not know, as an

@@ -18,6 +18,7 @@
 //! | `provenance` | where a record came from, and the collision rule |
 //! | `timestamp` | `@timestamp` parsing and RFC 3339 writing |
 //! | `target` | the deterministic `_id` and the index name |
+//! | `limits` | the item limits: sample, `DROP_WHERE`, field lists, caps (`f4a.overflow`) |
 //! | `dead_letter` | one entry shape for records that cannot be decoded or that the cluster refuses |
 //!
 //! Everything here runs on the reader's blocking thread, once per record: it is the hot path
@@ -29,6 +30,7 @@ pub mod decompress;
 pub(crate) mod document;
 pub(crate) mod frame;
 pub(crate) mod item;
+pub(crate) mod limits;
 pub(crate) mod normalize;
 pub(crate) mod provenance;
 pub(crate) mod target;
@@ -40,6 +42,7 @@ pub use decode::{decode_frame, Decoder};
 pub use document::{Normalized, Source};
 pub use frame::{Frame, Framer};
 pub use item::{DeadRecord, Item, RawRecord, Record};
+pub use limits::{Changes, DropReason, Limits, Verdict};
 pub use normalize::Normalizer;
 pub use provenance::ObjectContext;
 

@@ -25,7 +25,8 @@ const FILTER_PATH: &str = "errors,items.*.status,items.*.error.type,items.*.erro
 
 /// The cluster, through the official client.
 pub struct EsClient {
-    client: Elasticsearch,
+    /// Shared with the admin calls (es_admin.rs).
+    pub(super) client: Elasticsearch,
 }
 
 impl EsClient {
