@@ -126,6 +126,7 @@ impl ObjectRead {
             dropped_drop_where = self.dropped_where,
             fields_filtered = self.changed.fields_filtered,
             capped_max_fields = self.changed.max_fields,
+            capped_max_fields_per_index = self.changed.max_fields_per_index,
             capped_max_depth = self.changed.max_depth,
             capped_max_string_bytes = self.changed.max_string_bytes,
             compressed_bytes = self.compressed_bytes,
@@ -139,6 +140,7 @@ impl ObjectRead {
         let c = &self.changed;
         m.changed("fields_filtered", c.fields_filtered);
         m.changed("max_fields", c.max_fields);
+        m.changed("max_fields_per_index", c.max_fields_per_index);
         m.changed("max_depth", c.max_depth);
         m.changed("max_string_bytes", c.max_string_bytes);
     }

@@ -9,7 +9,7 @@
 //! | `f4a.documents.indexed` | counter | `{document}` | accepted by the cluster |
 //! | `f4a.documents.dead_lettered` | counter | `{document}` | written to the dead-letter index |
 //! | `f4a.documents.dropped` | counter | `{document}` | dropped by the item limits, by `reason` (`sampled`, `drop_where`): never sent, never dead-lettered |
-//! | `f4a.documents.changed` | counter | `{document}` | kept documents the item limits changed, by `reason` (`fields_filtered`, `max_fields`, `max_depth`, `max_string_bytes`) |
+//! | `f4a.documents.changed` | counter | `{document}` | kept documents the item limits changed, by `reason` (`fields_filtered`, `max_fields`, `max_fields_per_index`, `max_depth`, `max_string_bytes`) |
 //! | `f4a.retention.deleted` | counter | `{index}` | indices deleted by `RETENTION_DAYS` |
 //! | `f4a.documents.retried` | counter | `{document}` | document attempts repeated after a failure |
 //! | `f4a.bulk.requests` | counter | `{request}` | bulk requests by `outcome` (`ok`, `partial`, `retry`, `overloaded`, `split`) |

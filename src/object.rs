@@ -50,6 +50,7 @@ struct ObjectStats {
 pub(crate) struct ChangeCounts {
     pub(crate) fields_filtered: u64,
     pub(crate) max_fields: u64,
+    pub(crate) max_fields_per_index: u64,
     pub(crate) max_depth: u64,
     pub(crate) max_string_bytes: u64,
 }
@@ -58,6 +59,7 @@ impl ChangeCounts {
     fn add(&mut self, c: &Changes) {
         self.fields_filtered += u64::from(c.filtered);
         self.max_fields += u64::from(c.max_fields);
+        self.max_fields_per_index += u64::from(c.max_fields_per_index);
         self.max_depth += u64::from(c.max_depth);
         self.max_string_bytes += u64::from(c.max_string_bytes);
     }

@@ -344,3 +344,62 @@ async fn data_stream_mode_counts_a_409_on_redelivery_as_done() {
     )
     .await;
 }
+
+/// Field paths in a mapping, as the cluster counts them for `total_fields.limit` (objects
+/// included).
+fn mapped_fields(properties: &Value) -> usize {
+    properties.as_object().map_or(0, |m| {
+        m.values()
+            .map(|f| {
+                1 + mapped_fields(&f["properties"]) + f["fields"].as_object().map_or(0, |x| x.len())
+            })
+            .sum()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn random_keys_never_reach_the_field_limit() {
+    let w = World::new("explode").await;
+    let mut body = Vec::new();
+    for i in 0..20_000u32 {
+        let mut rec = serde_json::Map::new();
+        rec.insert("i".into(), json!(i));
+        rec.insert("@timestamp".into(), json!("2026-11-24T10:00:00.000Z"));
+        for _ in 0..3 {
+            rec.insert(format!("k{}", fastrand::u32(..1_000_000)), json!("v"));
+        }
+        body.extend_from_slice(Value::Object(rec).to_string().as_bytes());
+        body.push(b'\n');
+    }
+    w.put_and_wait("explode.json", gzip(&body)).await;
+    let index = format!("{}-2026.11.24", w.prefix);
+    let env = with(&w, &[("MAX_FIELDS_PER_INDEX", "900")]);
+    let log = run_until_idle(&env, 5 * MINUTE).await;
+    assert_eq!(w.es.count(&index).await, 20_000, "{log}");
+    assert_eq!(
+        w.es.count(&w.dead()).await,
+        0,
+        "no document hit the field limit"
+    );
+    assert_eq!(w.aws.depth(&w.queue_url).await, (0, 0));
+    let (_, m) = get(&w, &format!("/{index}/_mapping")).await;
+    let fields = mapped_fields(&m[&index]["mappings"]["properties"]);
+    assert!((900..=1000).contains(&fields), "{fields} fields mapped");
+    let (_, h) = get(&w, &format!("/_cluster/health/{index}")).await;
+    assert_eq!(h["status"], "green", "{h}");
+    // What did not fit is kept whole in the overflow field.
+    let (_, hits) =
+        w.es.request(
+            reqwest::Method::POST,
+            &format!("/{index}/_search"),
+            Some(json!({"size": 1, "query": {"exists": {"field": "f4a.limits"}}})),
+        )
+        .await;
+    let s = &hits["hits"]["hits"][0]["_source"];
+    assert_eq!(
+        s["f4a"]["limits"],
+        json!(["max_fields_per_index"]),
+        "{hits}"
+    );
+    assert!(s["f4a"]["overflow"].as_str().unwrap().contains("\"k"));
+}

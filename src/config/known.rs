@@ -60,6 +60,7 @@ pub const KNOWN: &[&str] = &[
     "DROP_WHERE",
     "SAMPLE_PERCENT",
     "MAX_FIELDS_PER_DOCUMENT",
+    "MAX_FIELDS_PER_INDEX",
     "MAX_DEPTH",
     "MAX_STRING_BYTES",
     // Index templates and retention (config::cluster).

@@ -23,6 +23,9 @@ pub struct LimitsConfig {
     pub sample_percent: Option<f64>,
     /// `MAX_FIELDS_PER_DOCUMENT`: more fields than this are moved into `f4a.overflow`.
     pub max_fields: Option<usize>,
+    /// `MAX_FIELDS_PER_INDEX`: field paths a target index may get from this worker; documents
+    /// bringing new ones beyond are indexed with those moved into `f4a.overflow`.
+    pub max_fields_per_index: Option<usize>,
     /// `MAX_DEPTH`: fields nested deeper than this are moved into `f4a.overflow`.
     pub max_depth: Option<usize>,
     /// `MAX_STRING_BYTES`: longer strings are moved into `f4a.overflow`.
@@ -36,6 +39,7 @@ impl LimitsConfig {
             && self.drop_where.is_empty()
             && self.sample_percent.is_none()
             && self.max_fields.is_none()
+            && self.max_fields_per_index.is_none()
             && self.max_depth.is_none()
             && self.max_string_bytes.is_none()
     }
@@ -80,6 +84,7 @@ pub(super) fn limits(env: &Env<'_>) -> Result<LimitsConfig, ConfigError> {
         drop_where: drop_rules(env)?,
         sample_percent: sample_percent(env)?,
         max_fields: cap("MAX_FIELDS_PER_DOCUMENT", 100_000)?,
+        max_fields_per_index: cap("MAX_FIELDS_PER_INDEX", 1_000_000)?,
         max_depth: cap("MAX_DEPTH", 1_000)?,
         max_string_bytes: cap("MAX_STRING_BYTES", 256 * 1024 * 1024)?,
     })

@@ -14,6 +14,8 @@
 //! With every limit off (the default) [`Limits::apply`] is not called at all: the fast path keeps
 //! its text. With a field rule or a cap on, a raw record becomes a tree first.
 
+use std::collections::HashSet;
+
 use serde_json::{Map, Value};
 
 use super::document::{Normalized, Source};
@@ -28,6 +30,9 @@ const PROTECTED: [&[&str]; 5] = [
     &["aws", "s3", "object", "key"],
     &["log", "offset"],
 ];
+
+/// Target indices whose field paths `MAX_FIELDS_PER_INDEX` remembers.
+const KNOWN_INDICES: usize = 8;
 
 /// Why a record was dropped (the `reason` of `f4a.documents.dropped`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,13 +58,19 @@ pub struct Changes {
     /// `FIELDS_INCLUDE`/`FIELDS_EXCLUDE` removed something.
     pub filtered: bool,
     pub max_fields: bool,
+    /// `MAX_FIELDS_PER_INDEX` moved fields new to a full index.
+    pub max_fields_per_index: bool,
     pub max_depth: bool,
     pub max_string_bytes: bool,
 }
 
 impl Changes {
     pub fn any(&self) -> bool {
-        self.filtered || self.max_fields || self.max_depth || self.max_string_bytes
+        self.filtered
+            || self.max_fields
+            || self.max_fields_per_index
+            || self.max_depth
+            || self.max_string_bytes
     }
 
     /// The labels of what changed.
@@ -67,6 +78,7 @@ impl Changes {
         [
             (self.filtered, "fields_filtered"),
             (self.max_fields, "max_fields"),
+            (self.max_fields_per_index, "max_fields_per_index"),
             (self.max_depth, "max_depth"),
             (self.max_string_bytes, "max_string_bytes"),
         ]
@@ -82,9 +94,12 @@ pub enum Verdict<'a> {
 }
 
 /// The item limits, ready to apply.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Limits {
     cfg: LimitsConfig,
+    /// `MAX_FIELDS_PER_INDEX`: the field paths sent so far, per target index (the last few
+    /// indices only: a day's index stops receiving new fields after its day).
+    known_fields: std::sync::Mutex<Vec<(std::sync::Arc<str>, HashSet<String>)>>,
     /// Records with an `_id` hash below this are kept (`SAMPLE_PERCENT`).
     sample_below: Option<u64>,
     /// A rule needs the document as a tree.
@@ -104,10 +119,12 @@ impl Limits {
             && cfg.exclude.is_empty()
             && cfg.drop_where.is_empty()
             && cfg.max_fields.is_none()
+            && cfg.max_fields_per_index.is_none()
             && cfg.max_depth.is_none()
             && cfg.max_string_bytes.is_none());
         Some(Limits {
             cfg: cfg.clone(),
+            known_fields: Default::default(),
             sample_below,
             needs_tree,
         })
@@ -147,8 +164,24 @@ impl Limits {
             changes.max_string_bytes = cap_strings(&mut fields, &mut path, max, &mut overflow);
         }
         if let Some(max) = self.cfg.max_fields {
-            let mut seen = std::collections::HashSet::new();
+            let mut seen = HashSet::new();
             changes.max_fields = cap_fields(&mut fields, &mut path, max, &mut seen, &mut overflow);
+        }
+        if let Some(max) = self.cfg.max_fields_per_index {
+            let mut known = self.known_fields.lock().unwrap_or_else(|e| e.into_inner());
+            let pos = match known.iter().position(|(i, _)| *i == n.index) {
+                Some(pos) => pos,
+                None => {
+                    if known.len() >= KNOWN_INDICES {
+                        known.remove(0);
+                    }
+                    known.push((n.index.clone(), HashSet::new()));
+                    known.len() - 1
+                }
+            };
+            let seen = &mut known[pos].1;
+            changes.max_fields_per_index =
+                cap_fields(&mut fields, &mut path, max, seen, &mut overflow);
         }
         if !overflow.is_empty() {
             let f4a = object_at(&mut fields, "f4a");
@@ -422,7 +455,7 @@ fn cap_fields(
     map: &mut Map<String, Value>,
     path: &mut Vec<String>,
     max: usize,
-    seen: &mut std::collections::HashSet<String>,
+    seen: &mut HashSet<String>,
     overflow: &mut Map<String, Value>,
 ) -> bool {
     let mut moved = false;
@@ -467,11 +500,7 @@ fn cap_fields(
 }
 
 /// The paths a key adds (a dotted key `a.b` under `x` adds `x.a` and `x.a.b`), not yet seen.
-fn new_paths(
-    path: &[String],
-    depth: usize,
-    seen: &std::collections::HashSet<String>,
-) -> Vec<String> {
+fn new_paths(path: &[String], depth: usize, seen: &HashSet<String>) -> Vec<String> {
     (depth + 1..=path.len())
         .map(|n| dotted(&path[..n]))
         .filter(|p| !seen.contains(p))

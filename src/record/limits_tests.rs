@@ -225,3 +225,19 @@ fn wildcards_match_within_one_segment() {
     assert!(!prefix_match(&p, &path("k")));
     assert!(partial_match(&p, &path("k")));
 }
+
+#[test]
+fn the_field_budget_of_an_index_spans_documents() {
+    let l = limits(&[("MAX_FIELDS_PER_INDEX", "3")]);
+    let (doc, changes) = apply(&l, json!({"a": 1, "b": 2})).unwrap();
+    assert!(!changes.any() && doc.get("f4a").is_none());
+    let (doc, changes) = apply(&l, json!({"c": 1, "d": 2})).unwrap();
+    assert!(changes.max_fields_per_index);
+    assert_eq!(doc["c"], 1);
+    assert_eq!(overflow(&doc), json!({"d": 2}));
+    assert_eq!(doc["f4a"]["limits"], json!(["max_fields_per_index"]));
+    // Known fields still go in; new ones do not.
+    let (doc, _) = apply(&l, json!({"a": 5, "e": 6})).unwrap();
+    assert_eq!(doc["a"], 5);
+    assert_eq!(overflow(&doc), json!({"e": 6}));
+}
