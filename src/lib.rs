@@ -21,8 +21,8 @@
 //! | `object` | one object: open → blocking reader → documents into the batcher's channel |
 //! | [`ack`] | ack groups and tokens: the no-loss rule (a dropped token is a failure) |
 //! | [`source`] | the [`source::Queue`] and [`source::ObjectStore`] traits; SQS, S3, notifications, messages in flight (heartbeat, release), in-memory fakes |
-//! | [`record`] | bytes → documents, pure and synchronous: decompress, frame, decode, normalize, `_id` and index, dead-letter entries |
-//! | [`sink`] | the [`sink::BulkClient`] trait; document encoding, batcher, rate limiter, bulk delivery, the pure retry decision, the Elasticsearch client, an in-memory cluster |
+//! | [`record`] | bytes → documents, pure and synchronous: decompress, frame, decode, normalize, item limits, `_id` and index, dead-letter entries |
+//! | [`sink`] | the [`sink::BulkClient`] trait; document encoding, batcher, rate limiter, bulk delivery, the pure retry decision, the Elasticsearch client, an in-memory cluster; the cluster's upkeep behind [`sink::admin::ClusterAdmin`]: index templates, retention |
 //!
 //! Beside them, imported by all and importing none of them: [`config`], the only place that
 //! reads the environment (one section per wing, and the start-up check that refuses unknown

@@ -11,6 +11,9 @@
 //!    the message (source::inflight), or releases it for a later retry.
 //! ```
 //!
+//! Before the first receive, the index templates are set up (bounded in time; `sink::upkeep`),
+//! and an upkeep task checks them and runs retention hourly.
+//!
 //! [`run`] connects to the real systems; [`run_with`] takes any [`Wings`] (the in-memory ones in
 //! tests). Shutdown (SIGTERM): stop receiving, let in-flight messages finish until
 //! `SHUTDOWN_TIMEOUT_SECS` (less 1.5 s), return the unfinished ones to the queue with visibility
@@ -113,8 +116,23 @@ pub async fn run_with(
         let configured = gauge_sink.configured_rate().map_or(0.0, f64::from);
         (configured, gauge_sink.effective_rate().unwrap_or(0.0))
     }));
-    // Templates before the first document, so today's index is created with them.
-    let setup = upkeep::set_up(&cfg, wings.admin.as_ref()).await;
+    // Templates before the first document, so today's index is created with them; bounded, so
+    // an unreachable cluster delays receiving by at most this (the hourly run tries again).
+    let setup = match tokio::time::timeout(
+        upkeep::SETUP_AT_START,
+        upkeep::set_up(&cfg, wings.admin.as_ref()),
+    )
+    .await
+    {
+        Ok(outcomes) => outcomes,
+        Err(_) => {
+            tracing::warn!(
+                timeout_secs = upkeep::SETUP_AT_START.as_secs(),
+                "index setup did not finish in time; indexing starts, setup is tried again in an hour"
+            );
+            vec![]
+        }
+    };
     let upkeep = tokio::spawn(upkeep::run(
         cfg.clone(),
         wings.admin.clone(),

@@ -14,6 +14,8 @@ use crate::config::{Config, SetupMode};
 
 /// How often the setup is checked and old indices are deleted.
 pub const EVERY: Duration = Duration::from_secs(3600);
+/// Longest wait for the setup before the first receive.
+pub const SETUP_AT_START: Duration = Duration::from_secs(20);
 
 /// The templates as `ES_SETUP` says, once; returns what happened to each.
 pub async fn set_up(cfg: &Config, admin: &dyn ClusterAdmin) -> Vec<SetupOutcome> {
