@@ -19,11 +19,13 @@
 //! | `timestamp` | `@timestamp` parsing and RFC 3339 writing |
 //! | `target` | the deterministic `_id` and the index name |
 //! | `limits` | the item limits: sample, `DROP_WHERE`, field lists, caps (`f4a.overflow`) |
+//! | `caps` | the caps' walks: what moves into the overflow |
 //! | `dead_letter` | one entry shape for records that cannot be decoded or that the cluster refuses |
 //!
 //! Everything here runs on the reader's blocking thread, once per record: it is the hot path
 //! measured by `make bench`.
 
+pub(crate) mod caps;
 pub(crate) mod dead_letter;
 pub(crate) mod decode;
 pub mod decompress;

@@ -44,8 +44,10 @@ pub enum SetupOutcome {
     Newer,
     /// 401/403: the user lacks the privilege (logged once).
     Forbidden,
-    /// Another answer, or none: logged; retried at the next maintenance run.
+    /// Another answer (a 4xx: a template the cluster refuses): logged; tried again in an hour.
     Failed(String),
+    /// No answer, or 429/5xx each time: logged; tried again soon (`upkeep::SETUP_RETRY`).
+    NoAnswer(String),
 }
 
 /// The templates for `index` (and its dead-letter index), with `replicas` replicas.
@@ -232,8 +234,8 @@ pub async fn ensure(
                 out.push(outcome);
                 break;
             }
-            SetupOutcome::Failed(reason) => {
-                tracing::warn!(template = %t.name, reason, "index template not set up; indexing goes on, setup is tried again in an hour")
+            SetupOutcome::Failed(reason) | SetupOutcome::NoAnswer(reason) => {
+                tracing::warn!(template = %t.name, reason, "index template not set up; indexing goes on, setup is tried again later")
             }
             SetupOutcome::Newer => {
                 tracing::info!(template = %t.name, "index template of a newer worker in place; left alone")
@@ -258,7 +260,7 @@ async fn ensure_one(admin: &dyn ClusterAdmin, mode: SetupMode, t: &Template) -> 
     for _ in 0..3 {
         let current = match retried(|| admin.get(&path)).await {
             Ok(r) => r,
-            Err(reason) => return SetupOutcome::Failed(reason),
+            Err(reason) => return SetupOutcome::NoAnswer(reason),
         };
         match current.status {
             404 => match put(admin, &path, t, true).await {
@@ -301,11 +303,13 @@ async fn put(admin: &dyn ClusterAdmin, path: &str, t: &Template, create: bool) -
         Ok(r) if r.is_success() => SetupOutcome::Created,
         Ok(r) if matches!(r.status, 401 | 403) => SetupOutcome::Forbidden,
         Ok(r) => SetupOutcome::Failed(format!("HTTP {} on PUT {path}: {}", r.status, head(&r))),
-        Err(reason) => SetupOutcome::Failed(reason),
+        Err(reason) => SetupOutcome::NoAnswer(reason),
     }
 }
 
-/// A call retried on no answer, 429 and 5xx (the cluster starting up), a few times.
+/// A call retried on 429 and 5xx (a cluster that is up but busy or starting), a few times. No
+/// answer at all is not retried here: receiving waits for the setup, and a cluster that is down
+/// gets the setup again from the upkeep loop ([`super::upkeep::SETUP_RETRY`]).
 async fn retried<F, Fut>(call: F) -> Result<AdminReply, String>
 where
     F: Fn() -> Fut,
@@ -323,7 +327,7 @@ where
                 last = format!("HTTP {}: {}", r.status, head(&r));
             }
             Ok(r) => return Ok(r),
-            Err(e) => last = e.to_string(),
+            Err(e) => return Err(e.to_string()),
         }
     }
     Err(last)
