@@ -298,3 +298,86 @@ fn zip64_sizes(extra: &[u8]) -> Option<u64> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// An archive of `entries` (name, data, deflate?), local headers with sizes.
+    fn archive(entries: &[(&str, &[u8], bool)]) -> Vec<u8> {
+        let mut z = Vec::new();
+        for (name, data, deflate) in entries {
+            let body = if *deflate {
+                let mut e =
+                    flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            } else {
+                data.to_vec()
+            };
+            let mut crc = Crc::new();
+            crc.update(data);
+            z.extend(LOCAL_HEADER.to_le_bytes());
+            z.extend([20, 0, 0, 0]);
+            z.extend(u16::from(*deflate).wrapping_mul(8).to_le_bytes());
+            z.extend([0; 4]);
+            z.extend(crc.sum().to_le_bytes());
+            z.extend((body.len() as u32).to_le_bytes());
+            z.extend((data.len() as u32).to_le_bytes());
+            z.extend((name.len() as u16).to_le_bytes());
+            z.extend(0u16.to_le_bytes());
+            z.extend(name.as_bytes());
+            z.extend(body);
+        }
+        z.extend(END_OF_CENTRAL_DIRECTORY.to_le_bytes());
+        z.extend([0; 18]);
+        z
+    }
+
+    fn contents(z: &[u8]) -> io::Result<Vec<(String, Vec<u8>)>> {
+        let mut entries = ZipEntries::new(io::BufReader::new(z));
+        let mut out = vec![];
+        while let Some(e) = entries.next_entry()? {
+            match e {
+                Entry::Data { name, mut reader } => {
+                    let mut v = vec![];
+                    reader.read_to_end(&mut v)?;
+                    out.push((name, v));
+                }
+                Entry::Skipped { name, .. } => out.push((name, b"SKIPPED".to_vec())),
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn large_deflate_and_stored_entries_in_order() {
+        let big: Vec<u8> = (0..3_000_000u32)
+            .flat_map(|i| {
+                format!("{{\"i\":{i},\"h\":{}}}\n", i.wrapping_mul(2654435761)).into_bytes()
+            })
+            .take(5_000_000)
+            .collect();
+        let z = archive(&[
+            ("a", &big, true),
+            ("b", b"stored\n", false),
+            ("c", b"x\n", true),
+        ]);
+        let got = contents(&z).unwrap();
+        assert_eq!(got.len(), 3);
+        assert!(got[0].1 == big, "big entry differs");
+        assert_eq!(got[1].1, b"stored\n");
+        assert_eq!(got[2].1, b"x\n");
+        let mut all = vec![];
+        crate::record::decompress::decompress(io::Cursor::new(z.clone()))
+            .unwrap()
+            .read_to_end(&mut all)
+            .unwrap();
+        assert_eq!(all.len(), big.len() + 9);
+        // Cut anywhere: an error, never a quiet end.
+        for cut in [40, z.len() / 3, z.len() - 30] {
+            assert!(contents(&z[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+}
