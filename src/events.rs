@@ -107,6 +107,8 @@ pub(crate) struct ObjectRead {
     pub(crate) timestamp_invalid: u64,
     pub(crate) compressed_bytes: u64,
     pub(crate) decompressed_bytes: u64,
+    /// As detected from the content (`gzip`, `zstd`, `snappy`, `hadoop-snappy`, `zip`, `none`).
+    pub(crate) compression: &'static str,
 }
 
 impl ObjectRead {
@@ -118,6 +120,7 @@ impl ObjectRead {
             timestamp_invalid = self.timestamp_invalid,
             compressed_bytes = self.compressed_bytes,
             decompressed_bytes = self.decompressed_bytes,
+            compression = self.compression,
             "object read"
         );
         metrics::get().received(self.records + self.undecodable);

@@ -36,6 +36,8 @@ struct ObjectStats {
     timestamp_fallbacks: u64,
     timestamp_invalid: u64,
     decompressed_bytes: u64,
+    /// The compression detected from the content.
+    compression: &'static str,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +148,7 @@ impl ObjectIndexer {
                         timestamp_invalid: stats.timestamp_invalid,
                         compressed_bytes: bytes,
                         decompressed_bytes: stats.decompressed_bytes,
+                        compression: stats.compression,
                     }
                     .emit();
                     Ok(())
@@ -195,7 +198,10 @@ impl Reader<'_> {
         let failed = source.failed.clone();
         let mut stats = ObjectStats::default();
         let content = match open(source) {
-            Ok((_, content)) => content,
+            Ok((compression, content)) => {
+                stats.compression = compression.as_str();
+                content
+            }
             Err(e) if failed.load(Ordering::Relaxed) => return Err(ReadError::Io(e)),
             Err(e) => {
                 let dead = DeadRecord {
