@@ -12,7 +12,7 @@
 
 use std::io::{self, Read};
 
-use super::layout::{detect, Layout, HEAD_BYTES};
+use super::layout::{detect, is_text_line, Layout, HEAD_BYTES};
 
 /// Bracket nesting tracked for resynchronisation; deeper input still frames correctly.
 const MAX_TRACKED_DEPTH: usize = 512;
@@ -58,6 +58,8 @@ pub struct Framer<R> {
     /// A read error met while reading the head, reported once the head is framed.
     deferred: Option<io::Error>,
     in_array: bool,
+    /// Whether only blanks precede the next frame on its line.
+    line_start: bool,
     max: usize,
     buf: Vec<u8>,
     frame_start: u64,
@@ -83,6 +85,7 @@ impl<R: Read> Framer<R> {
             layout: None,
             deferred: None,
             in_array: false,
+            line_start: true,
             max: max_record_bytes,
             buf: Vec::new(),
             frame_start: base,
@@ -185,7 +188,10 @@ impl<R: Read> Framer<R> {
             self.buf.clear();
             self.frame_len = 0;
             let (start, first) = match self.pending.take() {
-                Some(p) => p,
+                Some(p) => {
+                    self.line_start = true; // a resynchronisation happens at a newline
+                    p
+                }
                 None => match self.skip_separators(layout)? {
                     Some(p) => p,
                     None => return Ok(None),
@@ -200,6 +206,24 @@ impl<R: Read> Framer<R> {
                     continue; // a blank line
                 }
             } else {
+                // Outside an array, a line that starts like JSON but is not JSON (a text line
+                // such as `[2018-05-17T08:29:12,177][INFO ]…` among pretty-printed values) is
+                // a line, not a value: cut as a value it would fall apart into fragments.
+                let line_start = std::mem::take(&mut self.line_start);
+                if !self.in_array
+                    && line_start
+                    && (first == b'[' || first == b'{')
+                    && self.text_line_ahead(first)
+                {
+                    self.scan_line(first)?;
+                    self.line_start = true; // the line's newline is consumed
+                    return Ok(Some(Frame {
+                        offset: self.frame_start,
+                        data: &self.buf,
+                        len: self.frame_len,
+                        line: true,
+                    }));
+                }
                 if !self.in_array && first == b'[' {
                     self.in_array = true;
                     continue;
@@ -239,7 +263,23 @@ impl<R: Read> Framer<R> {
             if !skip {
                 return Ok(Some((at, b)));
             }
+            if b == b'\n' {
+                self.line_start = true;
+            } else if b == b',' {
+                self.line_start = false;
+            }
         }
+    }
+
+    /// Whether the line whose first byte `first` was just consumed is a text line, as far as the
+    /// read buffer holds it (the line layout's rule: its JSON breaks off with a syntax error).
+    fn text_line_ahead(&self, first: u8) -> bool {
+        if self.lo == 0 || self.chunk.get(self.lo - 1) != Some(&first) {
+            return false;
+        }
+        let rest = &self.chunk[self.lo - 1..self.hi];
+        let line = memchr::memchr(b'\n', rest).map_or(rest, |i| &rest[..i]);
+        is_text_line(line)
     }
 
     /// A frame up to the end of the line (newline excluded); the fast path for NDJSON.

@@ -109,3 +109,18 @@ fn oversized_records_are_dead_and_skipped() {
     assert_eq!(out.len(), 3);
     assert!(matches!(&out[1], Item::Dead(_)));
 }
+
+#[test]
+fn text_lines_among_pretty_printed_values_are_lines() {
+    let input = b"{\n  \"a\": 1\n}\n[2018-05-17T08:29:12,177][INFO ][o.e.n.Node] [n1] started\n{INFO} up\n{\n  \"b\": 2\n}\n[\n  {\"c\": 3}\n]\n";
+    assert_eq!(
+        texts(&items(input)),
+        [
+            r#"{"a":1}"#,
+            r#"{"message":"[2018-05-17T08:29:12,177][INFO ][o.e.n.Node] [n1] started"}"#,
+            r#"{"message":"{INFO} up"}"#,
+            r#"{"b":2}"#,
+            r#"{"c":3}"#,
+        ]
+    );
+}
