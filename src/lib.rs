@@ -48,3 +48,4 @@ pub mod sink;
 pub mod source;
 pub mod status;
 pub mod telemetry;
+pub mod top;
