@@ -123,6 +123,7 @@ async fn status_counts_what_the_index_holds() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let s = get_status(&addr).await.expect("/status");
     let text = s.to_string();
+    eprintln!("/status once drained:\n{s:#}");
 
     // Documents: what the index holds, and what the proxy saw.
     let d = &s["documents"];
@@ -403,6 +404,8 @@ async fn top_in_a_terminal_shows_what_the_index_holds() {
             shown(s).is_some_and(|v| v.out_total > 0) && proxy.state.docs_per_second().len() >= 12
         })
         .await;
+    // Printed for `--nocapture` runs (the README's capture comes from one).
+    eprintln!("top mid-backlog:\n{screen}");
     let arrived: Vec<u64> = proxy.state.docs_per_second();
     let v = shown(&screen).unwrap_or_else(|| panic!("no numbers on:\n{screen}"));
     let full: Vec<u64> = arrived[..arrived.len() - 1].to_vec(); // the current second is partial

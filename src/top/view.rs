@@ -17,7 +17,7 @@ use std::time::Instant;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style, Stylize};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph, Sparkline};
+use ratatui::widgets::{Block, Paragraph, RenderDirection, Sparkline};
 use ratatui::Frame;
 
 use crate::status::Snapshot;
@@ -231,7 +231,9 @@ fn sparklines(f: &mut Frame, snap: &Snapshot, area_in: Rect, area_out: Rect) {
         f.render_widget(
             Sparkline::default()
                 .block(Block::bordered().title(title(name, h)))
-                .data(h.iter().copied())
+                // Newest at the right edge, older to the left, however short the history.
+                .data(h.iter().rev().copied())
+                .direction(RenderDirection::RightToLeft)
                 .max(max)
                 .style(Style::new().fg(color)),
             area,
@@ -316,6 +318,18 @@ mod tests {
         assert!(t.contains("docs/s in · now 512 · scale 0–512"), "{t}");
         assert!(t.contains("docs/s out · now 500"), "{t}");
         assert!(t.contains("none"), "no errors yet: {t}");
+        let bottom: Vec<char> = t
+            .lines()
+            .skip_while(|l| !l.contains("docs/s out"))
+            .take_while(|l| !l.starts_with('└'))
+            .last()
+            .unwrap()
+            .chars()
+            .collect();
+        assert!(
+            "▁▂▃▄▅▆▇█".contains(bottom[bottom.len() - 2]),
+            "the newest second at the right edge: {t}"
+        );
     }
 
     #[test]
