@@ -68,7 +68,11 @@ impl Tmux {
     }
 
     /// Captures the screen until `done` holds for it; panics with the last screen on timeout.
-    pub async fn screen_until(&self, timeout: Duration, mut done: impl FnMut(&str) -> bool) -> String {
+    pub async fn screen_until(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let s = self.screen();
