@@ -128,6 +128,8 @@ fn pipeline(gz: &Arc<[u8]>, normalizer: &Normalizer, max_docs: usize, stage: Sta
             body.extend_from_slice(&d.body);
         }
         std::hint::black_box(body.freeze());
+        // As Reader::flush: the chunk counted for /status (one relaxed add).
+        f4a_indexer::status::board().docs_in(batch.len());
         o.out_bytes += size as u64;
         for d in batch.drain(..) {
             d.ack.resolve(Delivered::Indexed);

@@ -27,6 +27,7 @@ use crate::record::{DeadLetters, DeadRecord, Decoder, Framer, Item, Normalizer, 
 use crate::sink::batcher::{CHUNK_BYTES, CHUNK_DOCS};
 use crate::sink::Doc;
 use crate::source::{FetchError, ObjectRef, ObjectStore};
+use crate::status;
 
 /// Per-object counts, logged when the object is read.
 #[derive(Debug, Default)]
@@ -357,6 +358,7 @@ impl Reader<'_> {
         if chunk.is_empty() {
             return Ok(());
         }
+        status::board().docs_in(chunk.len());
         self.docs
             .blocking_send(chunk)
             .map_err(|_| ReadError::Stopped)
