@@ -15,6 +15,7 @@
 
 pub mod proxy;
 pub mod search;
+pub mod tmux;
 
 // Not every suite uses every item.
 #[allow(unused_imports)]
