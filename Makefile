@@ -1,6 +1,7 @@
 # Developer entry points. The local stack (LocalStack + a search engine, no Docker) is
 # managed by scripts/stack.sh; F4A_ENGINE picks the engine: opensearch (default, a real
-# OpenSearch 2.19 node), opensearch3 (OpenSearch 3.x), osmem (the in-memory double).
+# OpenSearch 2.19 node), opensearch3 (OpenSearch 3.x), elasticsearch (Elasticsearch 9.x),
+# elasticsearch8 (Elasticsearch 8.19), osmem (the in-memory double).
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
@@ -28,7 +29,8 @@ test:
 	eval "$$($(STACK) env)" && $(TEST_CMD)
 	$(MAKE) test-deploy
 
-# tests/e2e.rs alone, e.g. against OpenSearch 3.x: make test-e2e F4A_ENGINE=opensearch3
+# tests/e2e.rs alone, e.g. against OpenSearch 3.x or Elasticsearch 9.x:
+# make test-e2e F4A_ENGINE=opensearch3 (or elasticsearch, elasticsearch8)
 test-e2e:
 	$(STACK) start
 	eval "$$($(STACK) env)" && $(CARGO) test --test e2e -- --test-threads=4

@@ -3,7 +3,8 @@
 
     scripts/bench.py --worker target-release/release/f4a-indexer --pipeline-bench PATH [--only a,b]
 
-Phases (each can be picked with --only): pipeline, e2e, memory, idle, startup, image, chart.
+Phases (each can be picked with --only): pipeline, e2e, memory, idle, startup, image, chart, cluster
+(the real node's own ceiling for the worker's documents: scripts/bench_cluster.py).
 Sizes come from the environment (defaults = full run; BENCH_QUICK=1 = small smoke run):
 
     BENCH_PIPELINE_RECORDS  records in the single-thread file        (200000 | 20000)
@@ -18,6 +19,8 @@ Sizes come from the environment (defaults = full run; BENCH_QUICK=1 = small smok
     BENCH_CHART_OBJECTS     objects per burst                        (5 | 2)
     BENCH_CHART_RECORDS     records per chart object                 (5000 | 1000)
     BENCH_CHART_OUT         chart file                               (docs/rate-chart.png | results dir)
+    BENCH_CLUSTER_OBJECTS   objects recorded and indexed into the real node (10 | 2)
+    BENCH_CLUSTER_STEP_SECS seconds per concurrency step of the ceiling (15 | 4)
 
 Writes bench/results/<timestamp>.json, bench/results/latest.md (also printed) and, for the chart,
 bench/results/<timestamp>-rate-series.json. Scratch data lives in bench/results/tmp/ (ignored by git).
@@ -44,6 +47,7 @@ from datetime import datetime, timezone
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import localaws  # noqa: E402  (boto3 clients for LocalStack)
+import bench_cluster  # noqa: E402  (the cluster phase)
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 RESULTS = os.path.join(ROOT, "bench", "results")
@@ -69,6 +73,8 @@ SIZES = {
     "chart_every": env_int("BENCH_CHART_EVERY", 20, 5),
     "chart_objects": env_int("BENCH_CHART_OBJECTS", 5, 2),
     "chart_records": env_int("BENCH_CHART_RECORDS", 5_000, 1_000),
+    "cluster_objects": env_int("BENCH_CLUSTER_OBJECTS", 10, 2),
+    "cluster_step_secs": env_int("BENCH_CLUSTER_STEP_SECS", 15, 4),
 }
 
 
@@ -163,10 +169,11 @@ def free_port() -> int:
 class Sink:
     """scripts/bench_sink.py in its own process (its CPU is not the worker's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, save: str | None = None) -> None:
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(ROOT, "scripts", "bench_sink.py"), "--port", str(self.port)],
+            [sys.executable, os.path.join(ROOT, "scripts", "bench_sink.py"), "--port", str(self.port)]
+            + (["--save", save] if save else []),
             stderr=subprocess.DEVNULL,
         )
         self.url = f"http://127.0.0.1:{self.port}"
@@ -502,6 +509,7 @@ def table(res: dict) -> str:
         row(f"Bursty run at RATE_LIMIT_DOCS_PER_SEC={res['sizes']['chart_rate']}: push mean / max per s",
             f"{fmt(c['push_mean_per_sec'], '.0f')} / {fmt(c['push_max_per_sec'], '.0f')} "
             f"(arrivals peak {c['arrive_max_per_sec']}/s)")
+    bench_cluster.table_rows(res, row)
     out = ["| Measurement | Result | Target | Met |", "|---|---|---|---|"]
     out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(out)
@@ -526,7 +534,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--worker", required=True, help="release f4a-indexer binary")
     p.add_argument("--pipeline-bench", required=True, help="the benches/pipeline.rs binary")
-    p.add_argument("--only", default="pipeline,e2e,memory,idle,startup,image,chart")
+    p.add_argument("--only", default="pipeline,e2e,memory,idle,startup,image,chart,cluster")
     a = p.parse_args()
     only = set(a.only.split(","))
     os.makedirs(TMP, exist_ok=True)
@@ -548,7 +556,7 @@ def main() -> int:
 
     phase("pipeline", phase_pipeline, a.pipeline_bench, res)
     try:
-        if only & {"e2e", "memory", "idle", "startup", "chart"}:
+        if only & {"e2e", "memory", "idle", "startup", "chart", "cluster"}:
             stack, sink = Stack(), Sink()
         phase("e2e", phase_e2e, a.worker, stack, sink, res)
         phase("memory", phase_memory, a.worker, stack, sink, res)
@@ -556,6 +564,8 @@ def main() -> int:
         phase("startup", phase_startup, a.worker, stack, sink, res)
         phase("image", phase_image, a.worker, res)
         phase("chart", phase_chart, a.worker, stack, sink, res, stamp)
+        phase("cluster", bench_cluster.phase_cluster, a.worker, stack, res, SIZES, TMP, log, Sink, worker_env,
+              run_worker_once, gen_file)
     finally:
         if sink:
             sink.close()

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """A counting stand-in for the search cluster, for benchmarks (stdlib only).
 
-    scripts/bench_sink.py --port 9299 [--out events.json]
+    scripts/bench_sink.py --port 9299 [--out events.json] [--save bodies.ndjson]
 
 - `POST /_bulk`: reads the NDJSON body, counts documents (lines / 2), answers
   `{"took":1,"errors":false}` (the worker sends `filter_path`, and reads "no errors, no items"
-  as every document accepted). Nothing is stored.
+  as every document accepted). Nothing is stored, unless `--save FILE`: then every bulk body
+  is appended to FILE as received (the concatenation is itself a bulk body: the worker's
+  documents, action lines included, which `make bench` replays against a real node).
 - `GET /` (the worker's readiness probe): a small cluster-info JSON.
 - `GET /_bench/stats`: every bulk request so far as `[unix_time, docs, bytes]`, plus totals.
 - `POST /_bench/reset`: forget them.
@@ -28,6 +30,7 @@ INFO = json.dumps(
     {"name": "bench-sink", "cluster_name": "bench", "version": {"number": "8.15.0"}, "tagline": "You Know, for Search"}
 ).encode()
 BULK_OK = b'{"took":1,"errors":false}'
+SAVE = None  # the --save file, open for appending
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -64,6 +67,8 @@ class Handler(BaseHTTPRequestHandler):
             docs = body.count(b"\n") // 2
             with LOCK:
                 EVENTS.append([time.time(), docs, len(body)])
+                if SAVE is not None:
+                    SAVE.write(body if body.endswith(b"\n") else body + b"\n")
             self._reply(200, BULK_OK)
         elif path == "/_bench/reset":
             with LOCK:
@@ -104,7 +109,11 @@ def main() -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9299)
     p.add_argument("--out", help="write the events here on exit")
+    p.add_argument("--save", help="append every bulk body to this file")
     a = p.parse_args()
+    global SAVE
+    if a.save:
+        SAVE = open(a.save, "ab")
     server = ThreadingHTTPServer((a.host, a.port), Handler)
     server.daemon_threads = True
 
@@ -115,6 +124,9 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     print(f"bench sink on http://{a.host}:{server.server_address[1]}", file=sys.stderr, flush=True)
     server.serve_forever(poll_interval=0.5)
+    if SAVE is not None:
+        with LOCK:
+            SAVE.close()
     if a.out:
         with LOCK, open(a.out, "w") as f:
             json.dump(EVENTS, f)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end demo against the local stack:
 #   Firehose (DirectPut) -> S3 bucket -> ObjectCreated event -> SQS -> f4a-indexer -> search engine
-# (a real OpenSearch node by default; F4A_ENGINE=opensearch3|osmem, see scripts/stack.sh), then
+# (a real OpenSearch node by default; F4A_ENGINE=opensearch3|elasticsearch|elasticsearch8|osmem, see scripts/stack.sh), then
 # counts, a sample document and real searches (aggregations, a sorted query, full text).
 # The first run downloads LocalStack and OpenSearch's jars (see README, Quick start).
 #

@@ -5,17 +5,21 @@
 #       opensearch   (default) a real OpenSearch 2.19 node on JDK 17, embedded in one JVM by
 #                    scripts/opensearch/ (jars from Maven Central, see its pom.xml)
 #       opensearch3  a real OpenSearch 3.x node on a JDK 21+ (the Temurin 25 JDK here)
+#       elasticsearch  a real Elasticsearch 9.x node on a JDK 21+, embedded in one JVM by
+#                    scripts/elasticsearch/ (Elastic's jars from Maven Central, see its README.md)
+#       elasticsearch8 a real Elasticsearch 8.19 node on JDK 17
 #       osmem        osmem-server, an in-memory double of the REST API (no Java needed)
 #
 # Usage: scripts/stack.sh install|start|stop|status|env
 #
 # Everything lives in ${F4A_CACHE:-$HOME/.cache/f4a-indexer}: the venv, the Maven repository and
-# the built launcher (opensearch/<version>/), the shared node's home (engines/<engine>/), logs,
+# the built launcher (opensearch/<version>/, elasticsearch/<version>/), the shared node's home (engines/<engine>/), logs,
 # pid files and LocalStack's volume dir. All subcommands are idempotent; `start` reuses a
 # running stack, and replaces a running search engine of another kind that it started itself.
 #
 # Ports and versions: LOCALSTACK_PORT (4566), F4A_ES_PORT (9200), F4A_OPENSEARCH_VERSION
-# (2.19.6), F4A_OPENSEARCH3_VERSION (3.9.0), F4A_ES_HEAP (512m), F4A_JAVA3_HOME (a JDK 21+).
+# (2.19.6), F4A_OPENSEARCH3_VERSION (3.9.0), F4A_ELASTICSEARCH_VERSION (9.5.3),
+# F4A_ELASTICSEARCH8_VERSION (8.19.21), F4A_ES_HEAP (512m), F4A_JAVA3_HOME (a JDK 21+).
 # The shared node starts with an empty data path unless F4A_KEEP_DATA=1.
 #
 # `env` prints the variables for tests, demo and bench: the AWS ones, ES_URL, and F4A_* ones
@@ -45,6 +49,8 @@ STACK_VERSION=2
 OSMEM_VERSION=0.1.6
 OPENSEARCH_VERSION="${F4A_OPENSEARCH_VERSION:-2.19.6}"
 OPENSEARCH3_VERSION="${F4A_OPENSEARCH3_VERSION:-3.9.0}"
+ELASTICSEARCH_VERSION="${F4A_ELASTICSEARCH_VERSION:-9.5.3}"
+ELASTICSEARCH8_VERSION="${F4A_ELASTICSEARCH8_VERSION:-8.19.21}"
 # LocalStack 4.9.2 only runs in host mode (no Docker) with these extra upper bounds;
 # the full pin set is in $CONSTRAINTS.
 PIP_PACKAGES=(
@@ -64,14 +70,18 @@ OSMEM_BIN_FILE="$VENV/.f4a-osmem-bin"
 log() { echo "[stack] $*" >&2; }
 die() { echo "[stack] ERROR: $*" >&2; exit 1; }
 
+# KIND: the family of the engine (which launcher, which identity); OS_VERSION its version.
 case "$ENGINE" in
-  opensearch) OS_VERSION="$OPENSEARCH_VERSION"; JAVA_MIN=17; JAVA_MAX=21 ;;
-  opensearch3) OS_VERSION="$OPENSEARCH3_VERSION"; JAVA_MIN=21; JAVA_MAX=99 ;;
-  osmem) OS_VERSION="" ;;
-  *) die "F4A_ENGINE=$ENGINE: accepted values are opensearch (default), opensearch3, osmem" ;;
+  opensearch) KIND=opensearch; OS_VERSION="$OPENSEARCH_VERSION"; JAVA_MIN=17; JAVA_MAX=21 ;;
+  opensearch3) KIND=opensearch; OS_VERSION="$OPENSEARCH3_VERSION"; JAVA_MIN=21; JAVA_MAX=99 ;;
+  elasticsearch) KIND=elasticsearch; OS_VERSION="$ELASTICSEARCH_VERSION"; JAVA_MIN=21; JAVA_MAX=99 ;;
+  elasticsearch8) KIND=elasticsearch; OS_VERSION="$ELASTICSEARCH8_VERSION"; JAVA_MIN=17; JAVA_MAX=21 ;;
+  osmem) KIND=osmem; OS_VERSION="" ;;
+  *) die "F4A_ENGINE=$ENGINE: accepted values are opensearch (default), opensearch3, elasticsearch, elasticsearch8, osmem" ;;
 esac
-# The built launcher of one OpenSearch version: classes, classpath, java path, argfile, stamp.
-OS_DIR="$CACHE/opensearch/${OS_VERSION:-none}"
+# The built launcher of one engine version: classes, classpath, java path, argfile, stamp
+# (scripts/elasticsearch/install.sh lays out $CACHE/elasticsearch/<version>/ the same way).
+OS_DIR="$CACHE/$KIND/${OS_VERSION:-none}"
 # The shared node's home (config, logs, data) for this engine.
 NODE_HOME="$CACHE/engines/$ENGINE"
 
@@ -97,6 +107,11 @@ engine_stamp_value() {
 
 engine_installed() {
   [[ "$ENGINE" == osmem ]] && return 0
+  if [[ "$KIND" == elasticsearch ]]; then
+    # install.sh compares its own stamp when it runs (every `start`); here: built at all.
+    [[ -f "$OS_DIR/java" && -x "$(cat "$OS_DIR/java")" && -f "$OS_DIR/java.args" && -f "$OS_DIR/stamp" ]]
+    return
+  fi
   [[ -f "$OS_DIR/java" && -x "$(cat "$OS_DIR/java")" && -f "$OS_DIR/java.args" && -f "$OS_DIR/stamp" ]] \
     && [[ "$(cat "$OS_DIR/stamp")" == "$(engine_stamp_value "$(cat "$OS_DIR/java")")" ]]
 }
@@ -134,7 +149,7 @@ else:
 }
 
 expected_identity() {
-  if [[ "$ENGINE" == osmem ]]; then echo osmem; else echo "opensearch $OS_VERSION"; fi
+  if [[ "$ENGINE" == osmem ]]; then echo osmem; else echo "$KIND $OS_VERSION"; fi
 }
 
 # pid file -> live pid (or fail). The command line must still match, so a
@@ -143,7 +158,7 @@ live_pid() {
   local f="$RUN/$1.pid" pid pattern
   case "$1" in
     localstack) pattern="localstack.runtime.main" ;;
-    *) pattern="f4a.OpenSearchLauncher|/java.args|osmem-server" ;;
+    *) pattern="f4a.OpenSearchLauncher|f4a.ElasticsearchLauncher|/java.args|osmem-server" ;;
   esac
   [[ -f "$f" ]] || return 1
   pid="$(cat "$f")"
@@ -170,7 +185,7 @@ java_major() {
 # A JDK (java + javac) with JAVA_MIN <= major <= JAVA_MAX; prints its java path.
 find_jdk() {
   local candidates=() c m
-  [[ "$ENGINE" == opensearch3 && -n "${F4A_JAVA3_HOME:-}" ]] && candidates+=("$F4A_JAVA3_HOME/bin/java")
+  ((JAVA_MIN >= 21)) && [[ -n "${F4A_JAVA3_HOME:-}" ]] && candidates+=("$F4A_JAVA3_HOME/bin/java")
   [[ -n "${JAVA_HOME:-}" ]] && candidates+=("$JAVA_HOME/bin/java")
   candidates+=(/usr/lib/jvm/java-17-openjdk-amd64/bin/java /usr/lib/jvm/java-17-openjdk-arm64/bin/java)
   candidates+=(/usr/lib/jvm/temurin-25-jdk-amd64/bin/java /usr/lib/jvm/*/bin/java)
@@ -216,6 +231,7 @@ install_venv() {
 # launcher against them, write the argfile that `java` runs it with.
 install_engine() {
   [[ "$ENGINE" == osmem ]] && return 0
+  if [[ "$KIND" == elasticsearch ]]; then install_elasticsearch; return; fi
   if engine_installed; then
     log "OpenSearch $OS_VERSION launcher already built ($OS_DIR)"
     return 0
@@ -268,6 +284,28 @@ install_engine() {
   echo "$java" >"$OS_DIR/java"
   engine_stamp_value "$java" >"$OS_DIR/stamp"
   log "OpenSearch $OS_VERSION launcher built in $((SECONDS - t0)) s ($(tr ':' '\n' <"$OS_DIR/classpath.txt" | wc -l) jars in $M2)"
+}
+
+# Elasticsearch: scripts/elasticsearch/install.sh builds the node (idempotent: a stamp of its
+# inputs). It is given the JDK chosen here (JDK 17 for 8.x, 21+ for 9.x) as JAVA_HOME.
+install_elasticsearch() {
+  local java
+  if ! java="$(find_jdk)"; then
+    ((JAVA_MIN >= 21)) \
+      && die "Elasticsearch $OS_VERSION needs a JDK $JAVA_MIN or newer (java + javac); none found. Set F4A_JAVA3_HOME (e.g. /usr/lib/jvm/temurin-25-jdk-amd64)"
+    apt_install openjdk-17-jdk-headless
+    java="$(find_jdk)" || die "no JDK $JAVA_MIN..$JAVA_MAX found after installing openjdk-17-jdk-headless"
+  fi
+  command -v mvn >/dev/null || apt_install maven
+  local pkgs=()
+  command -v unzip >/dev/null || pkgs+=(unzip)
+  command -v zip >/dev/null || pkgs+=(zip)
+  ((${#pkgs[@]} == 0)) || apt_install "${pkgs[@]}"
+  mkdir -p "$CACHE"
+  F4A_CACHE="$CACHE" F4A_JAVA3_HOME= JAVA_HOME="$(dirname "$(dirname "$java")")" \
+    "$ROOT/scripts/elasticsearch/install.sh" "$OS_VERSION" >/dev/null \
+    || die "building the Elasticsearch $OS_VERSION node failed (scripts/elasticsearch/install.sh)"
+  [[ "$(cat "$OS_DIR/java")" == "$java" ]] || die "install.sh built $OS_DIR with $(cat "$OS_DIR/java"), not $java"
 }
 
 cmd_install() {
@@ -369,6 +407,12 @@ start_search() {
       log "starting osmem-server on $ES_URL_LOCAL (log: $LOGS/search.log)"
       # -no-stdin-watch: by default osmem exits when its stdin closes.
       spawn search "$(cat "$OSMEM_BIN_FILE")" -addr "127.0.0.1:$ES_PORT" -no-stdin-watch
+    elif [[ "$KIND" == elasticsearch ]]; then
+      if [[ "${F4A_KEEP_DATA:-0}" != 1 ]]; then rm -rf "$NODE_HOME/data"; fi
+      mkdir -p "$NODE_HOME"
+      log "starting Elasticsearch $OS_VERSION on $ES_URL_LOCAL, heap $ES_HEAP (home $NODE_HOME, log: $LOGS/search.log)"
+      spawn search "$(cat "$OS_DIR/java")" "-Xms$ES_HEAP" "-Xmx$ES_HEAP" "@$OS_DIR/java.args" \
+        --home "$NODE_HOME" --data "$NODE_HOME/data" --port "$ES_PORT"
     else
       if [[ "${F4A_KEEP_DATA:-0}" != 1 ]]; then rm -rf "$NODE_HOME/data"; fi
       mkdir -p "$NODE_HOME"
@@ -437,7 +481,7 @@ cmd_status() {
   else
     echo "search:     down $ES_URL_LOCAL (F4A_ENGINE=$ENGINE)"; rc=1
   fi
-  if is_installed; then echo "installed:  $VENV${OS_VERSION:+, OpenSearch $OS_VERSION in $OS_DIR}"; else echo "installed:  no (run: scripts/stack.sh install)"; rc=1; fi
+  if is_installed; then echo "installed:  $VENV${OS_VERSION:+, $KIND $OS_VERSION in $OS_DIR}"; else echo "installed:  no (run: scripts/stack.sh install)"; rc=1; fi
   return $rc
 }
 
@@ -454,7 +498,14 @@ export F4A_ENGINE=$ENGINE
 export F4A_OSMEM_BIN=$(cat "$OSMEM_BIN_FILE")
 export F4A_VENV=$VENV
 ENV
-  if [[ "$ENGINE" != osmem ]]; then
+  if [[ "$KIND" == elasticsearch ]]; then
+    # Tests start private nodes with: $F4A_ELASTICSEARCH_JAVA -Xms.. -Xmx.. @$F4A_ELASTICSEARCH_ARGS --home H --data D ...
+    cat <<ENV
+export F4A_ELASTICSEARCH_JAVA=$(cat "$OS_DIR/java")
+export F4A_ELASTICSEARCH_ARGS=$OS_DIR/java.args
+export F4A_ES_HEAP=$ES_HEAP
+ENV
+  elif [[ "$ENGINE" != osmem ]]; then
     # Tests start private nodes with: $F4A_OPENSEARCH_JAVA -Xms.. -Xmx.. @$F4A_OPENSEARCH_ARGS --home DIR ...
     cat <<ENV
 export F4A_OPENSEARCH_VERSION=$OS_VERSION

@@ -19,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::classify::{classify_response, ItemOutcome, ResponseOutcome};
+use super::classify::{classify_response, nothing_taken, ItemOutcome, ResponseOutcome};
 use super::doc::Doc;
 use super::rate_limiter::RateLimiter;
 use super::BulkClient;
@@ -274,11 +274,9 @@ impl BulkSink {
                 ResponseOutcome::RetryAll(e.to_string())
             }
         };
-        match &outcome {
-            ResponseOutcome::RetryAll(reason) | ResponseOutcome::Overloaded(reason) => {
-                self.health.cluster_result(Err(reason.clone()))
-            }
-            _ => self.health.cluster_result(Ok(())),
+        match nothing_taken(&outcome) {
+            Some(reason) => self.health.cluster_result(Err(reason.to_string())),
+            None => self.health.cluster_result(Ok(())),
         }
         let overloaded = match &outcome {
             ResponseOutcome::Overloaded(_) => true,

@@ -104,6 +104,30 @@ pub fn classify_response(status: u16, body: &[u8], sent: usize) -> ResponseOutco
     ResponseOutcome::Items(out)
 }
 
+/// Why the cluster took nothing of a request, if it took nothing: the whole request failed, or
+/// every item was refused for a reason worth retrying (a flood-stage `cluster_block_exception`
+/// on the index, a full write queue on its only shard — item-level 429s inside an HTTP 200).
+/// `/readyz` reports it: a cluster that answers but accepts nothing is not ready. A request of
+/// which some item was stored, or refused for good, says the cluster works.
+pub fn nothing_taken(outcome: &ResponseOutcome) -> Option<&str> {
+    match outcome {
+        ResponseOutcome::RetryAll(reason) | ResponseOutcome::Overloaded(reason) => Some(reason),
+        ResponseOutcome::Items(items) => {
+            let mut first = None;
+            for item in items {
+                match item {
+                    ItemOutcome::Retry(r) | ItemOutcome::Overloaded(r) => {
+                        first = first.or(Some(r.as_str()))
+                    }
+                    ItemOutcome::Done | ItemOutcome::Reject { .. } => return None,
+                }
+            }
+            first
+        }
+        ResponseOutcome::Split(_) => None,
+    }
+}
+
 fn classify_item(item: BulkItem) -> ItemOutcome {
     let (error_type, reason) = match item.error {
         Some(e) => (e.error_type, e.reason.unwrap_or_default()),
@@ -173,6 +197,60 @@ mod tests {
         assert!(
             matches!(items[5], ItemOutcome::Retry(_)),
             "missing item is retried"
+        );
+    }
+
+    /// Recorded from a real Elasticsearch 9.5.3 node (`scripts/elasticsearch/record-fixtures.sh`).
+    const ES9_BLOCKED: &[u8] =
+        include_bytes!("../../tests/fixtures/es/9.5.3/bulk-read-only-allow-delete-filtered.json");
+    const ES9_WRITE_REJECTED: &[u8] =
+        include_bytes!("../../tests/fixtures/es/9.5.3/bulk-write-rejected-filtered.json");
+
+    #[test]
+    fn a_blocked_index_is_overload_and_nothing_taken() {
+        let out = classify_response(200, ES9_BLOCKED, 1);
+        let ResponseOutcome::Items(items) = &out else {
+            panic!("{out:?}")
+        };
+        assert!(matches!(&items[0], ItemOutcome::Overloaded(r)
+            if r.starts_with("429 cluster_block_exception") && r.contains("flood-stage watermark")));
+        assert!(nothing_taken(&out).is_some_and(|r| r.contains("read-only-allow-delete block")));
+    }
+
+    #[test]
+    fn write_queue_rejections_next_to_stored_items_are_not_nothing_taken() {
+        let n = ES9_WRITE_REJECTED
+            .windows(9)
+            .filter(|w| w == b"\"status\":")
+            .count();
+        let out = classify_response(200, ES9_WRITE_REJECTED, n);
+        let ResponseOutcome::Items(items) = &out else {
+            panic!("{out:?}")
+        };
+        assert!(items.iter().any(|i| matches!(i, ItemOutcome::Overloaded(r)
+            if r.contains("es_rejected_execution_exception"))));
+        if items.contains(&ItemOutcome::Done) {
+            assert_eq!(nothing_taken(&out), None);
+        }
+        let all_refused = ResponseOutcome::Items(vec![
+            ItemOutcome::Overloaded("429 es_rejected_execution_exception: queue full".into()),
+            ItemOutcome::Retry("503 unavailable_shards_exception: x".into()),
+        ]);
+        assert_eq!(
+            nothing_taken(&all_refused),
+            Some("429 es_rejected_execution_exception: queue full")
+        );
+        let one_rejected_for_good = ResponseOutcome::Items(vec![
+            ItemOutcome::Overloaded("429 x".into()),
+            ItemOutcome::Reject {
+                error_type: "document_parsing_exception".into(),
+                reason: "r".into(),
+            },
+        ]);
+        assert_eq!(nothing_taken(&one_rejected_for_good), None);
+        assert_eq!(
+            nothing_taken(&ResponseOutcome::Overloaded("429 whole".into())),
+            Some("429 whole")
         );
     }
 

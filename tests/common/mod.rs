@@ -4,8 +4,10 @@
 //!
 //! Nothing here is mocked. The environment comes from `scripts/stack.sh env`:
 //! `AWS_ENDPOINT_URL` (LocalStack), `ES_URL` (the shared engine), `F4A_ENGINE` (`opensearch`,
-//! `opensearch3` or `osmem`), and for private nodes `F4A_OPENSEARCH_JAVA` + `F4A_OPENSEARCH_ARGS`
-//! (a real OpenSearch node, `scripts/opensearch/`) or `F4A_OSMEM_BIN` (the in-memory double).
+//! `opensearch3`, `elasticsearch`, `elasticsearch8` or `osmem`), and for private nodes
+//! `F4A_OPENSEARCH_JAVA` + `F4A_OPENSEARCH_ARGS` (a real OpenSearch node, `scripts/opensearch/`),
+//! `F4A_ELASTICSEARCH_JAVA` + `F4A_ELASTICSEARCH_ARGS` (a real Elasticsearch node,
+//! `scripts/elasticsearch/`) or `F4A_OSMEM_BIN` (the in-memory double).
 //!
 //! A real engine makes documents searchable only after a refresh: [`SearchServer::count`] and
 //! [`SearchServer::all_docs`] refresh the indices they read first.

@@ -92,6 +92,9 @@ pub struct ProxyState {
     rejected_by_second: Mutex<BTreeMap<u64, u64>>,
     /// Second since start → `_bulk` body bytes that arrived in that second.
     bytes_by_second: Mutex<BTreeMap<u64, u64>>,
+    /// Second since start → forwarded `_bulk` requests that the cluster behind refused, wholly
+    /// (429) or in part (an item with status 429): a real node's own overload.
+    cluster_refused_by_second: Mutex<BTreeMap<u64, u64>>,
     down: Mutex<Option<(Instant, DownMode)>>,
     // --- counters ---
     pub connections: AtomicU64,
@@ -185,6 +188,12 @@ impl ProxyState {
     /// (second, requests refused by `capacity_per_sec` in it), for the seconds that had any.
     pub fn rejected_by_second(&self) -> BTreeMap<u64, u64> {
         lock(&self.rejected_by_second).clone()
+    }
+
+    /// (second, forwarded `_bulk` requests the cluster refused wholly or in part with 429), for
+    /// the seconds that had any.
+    pub fn cluster_refused_by_second(&self) -> BTreeMap<u64, u64> {
+        lock(&self.cluster_refused_by_second).clone()
     }
 
     /// `_bulk` body bytes per one-second window.
@@ -373,6 +382,7 @@ impl Proxy {
             accepted_by_second: Mutex::new(BTreeMap::new()),
             rejected_by_second: Mutex::new(BTreeMap::new()),
             bytes_by_second: Mutex::new(BTreeMap::new()),
+            cluster_refused_by_second: Mutex::new(BTreeMap::new()),
             items_faulted: AtomicU64::new(0),
             resets: AtomicU64::new(0),
             attempts_by_id: Mutex::new(HashMap::new()),
@@ -835,6 +845,11 @@ async fn handle_bulk(req: &Request, state: &ProxyState, http: &reqwest::Client) 
             Err(e) => (502, json!({"error": e}).to_string().into_bytes()),
         }
     };
+    if status == 429 || (status == 200 && body.windows(12).any(|w| w == b"\"status\":429")) {
+        *lock(&state.cluster_refused_by_second)
+            .entry(now_s)
+            .or_default() += 1;
+    }
     let mut reply = if !any_faults || !(200..300).contains(&status) {
         Reply {
             status,

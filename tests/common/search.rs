@@ -17,6 +17,8 @@ use super::{free_port, unique};
 pub enum Engine {
     /// A real OpenSearch node (2.x or 3.x).
     OpenSearch,
+    /// A real Elasticsearch node (8.19 or 9.x, `scripts/elasticsearch/`).
+    Elasticsearch,
     /// osmem-server, the in-memory double: no refresh needed, nothing survives a restart, no
     /// node settings.
     Osmem,
@@ -26,6 +28,7 @@ pub fn engine() -> Engine {
     match std::env::var("F4A_ENGINE").as_deref() {
         Ok("osmem") => Engine::Osmem,
         Ok("opensearch") | Ok("opensearch3") => Engine::OpenSearch,
+        Ok("elasticsearch") | Ok("elasticsearch8") => Engine::Elasticsearch,
         other => panic!(
             "F4A_ENGINE is {other:?}: run the integration tests with `make test` (scripts/stack.sh env sets it)"
         ),
@@ -224,7 +227,8 @@ impl SearchServer {
 }
 
 /// A search node of a test's own, for tests that must break, overload or restart their
-/// cluster: a real OpenSearch node (own home and data path, own port, optional `-E` settings)
+/// cluster: a real OpenSearch or Elasticsearch node (own home and data path, own port, optional
+/// `-E` settings)
 /// or, with `F4A_ENGINE=osmem`, a private osmem. Killed on drop, its home removed.
 pub struct PrivateNode {
     child: Option<std::process::Child>,
@@ -260,7 +264,7 @@ impl PrivateNode {
 
     /// Whether documents survive a restart (a real node: yes; osmem: no).
     pub fn persistent(&self) -> bool {
-        engine() == Engine::OpenSearch
+        engine() != Engine::Osmem
     }
 
     pub fn log_text(&self) -> String {
@@ -313,11 +317,20 @@ impl PrivateNode {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
-            Engine::OpenSearch => {
-                let java = std::env::var("F4A_OPENSEARCH_JAVA")
-                    .expect("F4A_OPENSEARCH_JAVA is not set: run the tests with `make test`");
-                let args = std::env::var("F4A_OPENSEARCH_ARGS")
-                    .expect("F4A_OPENSEARCH_ARGS is not set: run the tests with `make test`");
+            real => {
+                // Both launchers take the same arguments (scripts/opensearch/,
+                // scripts/elasticsearch/); `scripts/stack.sh env` names their argfiles.
+                let (java_var, args_var) = if real == Engine::Elasticsearch {
+                    ("F4A_ELASTICSEARCH_JAVA", "F4A_ELASTICSEARCH_ARGS")
+                } else {
+                    ("F4A_OPENSEARCH_JAVA", "F4A_OPENSEARCH_ARGS")
+                };
+                let java = std::env::var(java_var).unwrap_or_else(|_| {
+                    panic!("{java_var} is not set: run the tests with `make test`")
+                });
+                let args = std::env::var(args_var).unwrap_or_else(|_| {
+                    panic!("{args_var} is not set: run the tests with `make test`")
+                });
                 let heap = std::env::var("F4A_ES_HEAP").unwrap_or_else(|_| "512m".into());
                 let mut cmd = std::process::Command::new(&java);
                 cmd.arg(format!("-Xms{heap}"))
@@ -325,6 +338,8 @@ impl PrivateNode {
                     .arg(format!("@{args}"))
                     .arg("--home")
                     .arg(&self.home)
+                    .arg("--data")
+                    .arg(self.data_path())
                     .args(["--port", &self.port.to_string()]);
                 for (k, v) in &self.settings {
                     cmd.arg("-E").arg(format!("{k}={v}"));
@@ -352,7 +367,7 @@ impl PrivateNode {
                 self.child = Some(child);
                 let port: u16 = line.trim().parse().unwrap_or_else(|_| {
                     panic!(
-                        "private OpenSearch node did not start (stdout {line:?}); log:\n{}",
+                        "private {real:?} node did not start (stdout {line:?}); log:\n{}",
                         self.log_text()
                     )
                 });
@@ -382,7 +397,7 @@ impl PrivateNode {
             .await
             .expect("join")
             .expect("wait");
-        if engine() == Engine::OpenSearch {
+        if engine() != Engine::Osmem {
             assert_eq!(
                 status.code(),
                 Some(0),
