@@ -57,10 +57,11 @@ impl Wings {
     /// The real ones: SQS and S3 through the AWS SDK (`AWS_ENDPOINT_URL`, LocalStack, switches S3
     /// to path style), the cluster through the Elasticsearch client.
     pub async fn connect(cfg: &Config) -> anyhow::Result<Wings> {
-        let cluster =
-            EsClient::new(&cfg.sink.es).context("configuring the Elasticsearch client")?;
         let source = &cfg.source;
         let sdk = aws::sdk_config(source).await;
+        // One credentials chain for SQS, S3 and (with ES_AUTH=sigv4) the cluster.
+        let cluster = EsClient::new(&cfg.sink.es, sdk.credentials_provider())
+            .context("configuring the Elasticsearch client")?;
         Ok(Wings {
             queue: Arc::new(SqsQueue::new(&sdk, source)),
             store: Arc::new(S3Store::new(&sdk, source.aws_endpoint_url.is_some())),
@@ -102,6 +103,7 @@ pub async fn run_with(
     tokio::spawn(probe_cluster(
         sink.clone(),
         health.clone(),
+        cfg.sink.es.url.clone(),
         background.clone(),
     ));
     let gauge_sink = sink.clone();
@@ -227,6 +229,7 @@ impl Indexing {
             )),
             dead_letters,
             max_record_bytes: record.max_record_bytes,
+            document_ids: record.document_ids,
             docs,
         };
         Indexing {
@@ -327,11 +330,22 @@ impl Receiver<'_> {
     }
 }
 
-/// Keeps the cluster's readiness state fresh while no bulk request reports it (an idle worker).
-async fn probe_cluster(sink: Arc<BulkSink>, health: Arc<Health>, stop: CancellationToken) {
+/// Identifies the cluster at start-up (retried at each turn until it answers), then keeps its
+/// readiness state fresh while no bulk request reports it (an idle worker).
+async fn probe_cluster(
+    sink: Arc<BulkSink>,
+    health: Arc<Health>,
+    es_url: String,
+    stop: CancellationToken,
+) {
     const EVERY: Duration = Duration::from_secs(15);
+    let mut identified = false;
     loop {
-        if health.cluster_report_age() >= EVERY || health.readiness().1["cluster"] == "unknown" {
+        if !identified {
+            identified = sink.identify(&es_url).await;
+        } else if health.cluster_report_age() >= EVERY
+            || health.readiness().1["cluster"] == "unknown"
+        {
             sink.probe().await;
         }
         tokio::select! {

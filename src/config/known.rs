@@ -20,13 +20,18 @@ pub const PREFIXES: [&str; 10] = [
 
 /// Every variable under [`PREFIXES`] that the configuration reads (a unit test keeps the two in
 /// step, another checks that the README documents each).
-pub const KNOWN: [&str; 29] = [
+pub const KNOWN: [&str; 34] = [
     "SQS_QUEUE_URL",
     "SQS_MAX_MESSAGES",
     "SQS_WAIT_TIME_SECONDS",
     "SQS_VISIBILITY_TIMEOUT_SECONDS",
     "MAX_IN_FLIGHT_MESSAGES",
     "ES_URL",
+    "ES_CLOUD_ID",
+    "ES_AUTH",
+    "ES_AWS_SERVICE",
+    "ES_COMPRESSION",
+    "ES_DOCUMENT_ID",
     "ES_USERNAME",
     "ES_PASSWORD",
     "ES_API_KEY",
