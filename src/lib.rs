@@ -29,11 +29,13 @@
 //! variables under the worker's prefixes); `events`, every observable outcome (its log line and
 //! its metric) named in one place; [`telemetry`] (plain-JSON logs and traces), `metrics` (every
 //! instrument), [`health`] (`/healthz`, `/readyz`) and `backoff` (retry delays and policies).
-//! `main.rs` parses the command line and runs [`pipeline::run`]. `docs/design.md` states the
+//! `main.rs` parses the command line and runs [`pipeline::run`] (or [`check::run`], the
+//! preflight of `f4a-indexer check`). `docs/design.md` states the
 //! delivery contract.
 
 pub mod ack;
 pub(crate) mod backoff;
+pub mod check;
 pub mod config;
 pub(crate) mod events;
 pub mod health;
