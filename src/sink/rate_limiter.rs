@@ -8,10 +8,13 @@
 //! - Bytes (optional): `RATE_LIMIT_BYTES_PER_SEC` bounds the bulk body bytes the same way.
 //! - Adaptive (AIMD, `RATE_LIMIT_ADAPTIVE`): when the cluster says it is overloaded (HTTP 429 or
 //!   `es_rejected_execution_exception` items) the effective document rate drops to 70%, at most
-//!   once per second; every second without such a signal it climbs back by 2% of the configured
-//!   rate, up to that ceiling. Tasks that together exceed what the cluster absorbs thus converge to what
-//!   it takes. The bucket itself keeps the configured rate; a lower effective rate makes each
-//!   document cost proportionally more tokens, so changing the rate needs no new bucket.
+//!   once per second; without such a signal it climbs back, quickly to 90% of the rate at which
+//!   the cluster last refused, slowly across that rate, then faster again (see `Aimd`), never
+//!   above the configured rate. The climb is measured in the cluster's observed capacity, not the
+//!   configured rate, so the worker settles just below what the cluster takes however far above
+//!   it the configured rate is. The bucket itself keeps the configured rate; a lower effective
+//!   rate makes each document cost proportionally more tokens, so changing the rate needs no new
+//!   bucket.
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
@@ -22,13 +25,27 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter as Governor};
 use crate::config::RateConfig;
 use crate::events;
 
-/// Share of the ceiling regained per second without an overload signal: from 70% back to the
-/// ceiling in 15 s. Slow enough that a task probing a cluster's limit hits it rarely.
-const INCREASE_PER_SEC: f64 = 0.02;
+/// Climb speeds, as shares per second. Below `RECOVER_UNTIL` of the rate at the last overload the
+/// rate climbs fast (`RECOVER_PER_SEC` of that rate: from 70% back to 90% in 4 s); from there to
+/// the rate of the last overload it probes slowly (`PROBE_PER_SEC`: 90% to 100% in 20 s), because
+/// that is where the cluster said no; past it, the cluster may have grown, so it climbs by
+/// `GROW_PER_SEC` of the current rate (doubling in about 35 s) up to the ceiling. Speeds are shares
+/// of the *observed* capacity, never of the configured ceiling: a ceiling five times the cluster's
+/// capacity must not make the worker probe five times as hard.
+const RECOVER_UNTIL: f64 = 0.9;
+const RECOVER_PER_SEC: f64 = 0.05;
+const PROBE_PER_SEC: f64 = 0.005;
+const GROW_PER_SEC: f64 = 0.02;
 /// Factor applied to the effective rate on an overload signal.
 const DECREASE_FACTOR: f64 = 0.7;
+/// Factor for an overload while still recovering from the last one (below `RECOVER_UNTIL` of
+/// it): the last decrease was not enough, the cluster takes far less than we thought. A worker
+/// configured at 50 times the capacity gets there in seven decreases instead of eleven.
+const DEEP_DECREASE_FACTOR: f64 = 0.5;
 /// Overload signals closer together than this count as one (one overload, many failed requests).
 const DECREASE_HOLD: Duration = Duration::from_secs(1);
+/// Longest step of the piecewise climb (the speed changes at the thresholds).
+const CLIMB_STEP: f64 = 0.25;
 
 struct Bucket {
     limiter: DefaultDirectRateLimiter,
@@ -58,12 +75,16 @@ impl Bucket {
     }
 }
 
-/// Additive-increase / multiplicative-decrease state of the effective document rate.
+/// Additive-increase / multiplicative-decrease state of the effective document rate, with the
+/// increase shaped around the rate of the last overload (as TCP CUBIC does around its last
+/// window): quick back to near it, slow across it, faster again once well past it.
 #[derive(Debug, Clone)]
 pub struct Aimd {
     ceiling: f64,
     floor: f64,
     effective: f64,
+    /// Effective rate when the cluster last said it was overloaded (`None`: never).
+    overloaded_at: Option<f64>,
     last_update: Instant,
     last_decrease: Option<Instant>,
     /// Fractional tokens owed from earlier requests (cost per document is rarely whole).
@@ -77,6 +98,7 @@ impl Aimd {
             ceiling,
             floor: (floor.max(1) as f64).min(ceiling),
             effective: ceiling,
+            overloaded_at: None,
             last_update: now,
             last_decrease: None,
             carry: 0.0,
@@ -87,14 +109,26 @@ impl Aimd {
         self.effective
     }
 
-    /// Regain `INCREASE_PER_SEC` of the ceiling per second since the last update.
+    /// Documents per second gained per second at rate `e`.
+    fn speed(&self, e: f64) -> f64 {
+        match self.overloaded_at {
+            Some(w) if e < RECOVER_UNTIL * w => RECOVER_PER_SEC * w,
+            Some(w) if e < w => PROBE_PER_SEC * w,
+            _ => GROW_PER_SEC * e.max(self.floor),
+        }
+    }
+
+    /// Climb for the time since the last update (see the speeds above), up to the ceiling.
     pub fn climb(&mut self, now: Instant) {
-        let secs = now
+        let mut secs = now
             .saturating_duration_since(self.last_update)
             .as_secs_f64();
         self.last_update = now;
-        self.effective =
-            (self.effective + self.ceiling * INCREASE_PER_SEC * secs).min(self.ceiling);
+        while secs > 0.0 && self.effective < self.ceiling {
+            let step = secs.min(CLIMB_STEP);
+            self.effective = (self.effective + self.speed(self.effective) * step).min(self.ceiling);
+            secs -= step;
+        }
     }
 
     /// An overload signal; returns the new rate if it changed.
@@ -108,7 +142,12 @@ impl Aimd {
         self.climb(now);
         self.last_decrease = Some(now);
         let before = self.effective;
-        self.effective = (self.effective * DECREASE_FACTOR).max(self.floor);
+        let factor = match self.overloaded_at {
+            Some(w) if before < RECOVER_UNTIL * w => DEEP_DECREASE_FACTOR,
+            _ => DECREASE_FACTOR,
+        };
+        self.overloaded_at = Some(before);
+        self.effective = (before * factor).max(self.floor);
         (self.effective < before).then_some(self.effective)
     }
 
@@ -224,27 +263,42 @@ mod tests {
     }
 
     #[test]
-    fn aimd_halves_once_per_hold_and_climbs_back() {
+    fn aimd_decreases_once_per_hold_and_climbs_around_the_last_overload() {
         let t0 = Instant::now();
         let mut a = Aimd::new(1000, 10, t0);
-        let close = |x: Option<f64>, y: f64| x.is_some_and(|x| (x - y).abs() < 1e-6);
-        assert!(close(a.overloaded(t0), 700.0));
+        let close = |x: f64, y: f64| (x - y).abs() < 1e-6;
+        assert!(a.overloaded(t0).is_some_and(|r| close(r, 700.0)));
         assert_eq!(
             a.overloaded(t0 + Duration::from_millis(100)),
             None,
             "one overload, many failures"
         );
-        let t1 = t0 + Duration::from_secs(2);
-        // +2 s of climbing (20/s), then 70%: (700 + 40) * 0.7
-        assert!(close(a.overloaded(t1), 518.0));
-        a.climb(t1 + Duration::from_secs(4));
-        assert!(close(Some(a.effective()), 598.0));
-        a.climb(t1 + Duration::from_secs(100));
+        // Recovery: 5% of the overload rate (50/s) up to 900, in 4 s.
+        a.climb(t0 + Duration::from_secs(2));
+        assert!(close(a.effective(), 800.0), "{}", a.effective());
+        a.climb(t0 + Duration::from_secs(4));
+        assert!(close(a.effective(), 900.0), "{}", a.effective());
+        // Probing: 0.5% (5/s) across the rate the cluster refused.
+        a.climb(t0 + Duration::from_secs(14));
+        assert!(close(a.effective(), 950.0), "{}", a.effective());
+        a.climb(t0 + Duration::from_secs(500));
         assert_eq!(a.effective(), 1000.0, "capped at the ceiling");
         for k in 0..50 {
-            a.overloaded(t1 + Duration::from_secs(200 + 2 * k));
+            a.overloaded(t0 + Duration::from_secs(600 + 2 * k));
         }
         assert!(a.effective() >= 10.0, "never below the floor");
+    }
+
+    #[test]
+    fn climb_speed_follows_the_cluster_not_the_ceiling() {
+        // Configured at 50 times what the cluster took: the climb after an overload at 300/s is
+        // 15/s, not 5% of 15,000.
+        let t0 = Instant::now();
+        let mut a = Aimd::new(15_000, 1, t0);
+        a.effective = 300.0;
+        a.overloaded(t0);
+        a.climb(t0 + Duration::from_secs(1));
+        assert!((a.effective() - 225.0).abs() < 1e-6, "{}", a.effective());
     }
 
     #[test]
@@ -256,5 +310,107 @@ mod tests {
         a.effective = 300.0; // cost 3.33 tokens per document
         let total: u64 = (0..3).map(|_| a.tokens_for(1, t0)).sum();
         assert_eq!(total, 10);
+    }
+
+    /// A deterministic model of the worker against a cluster that admits `capacity` documents per
+    /// sliding (or calendar) second and refuses whole requests above it: two bulk slots sharing
+    /// the limiter, `batch`-document requests, a refused request retried after 200 ms.
+    /// Returns (share of requests refused after the first 10 s, accepted documents per second
+    /// after the first 10 s).
+    fn simulate(
+        configured: u32,
+        burst: u32,
+        capacity: u64,
+        batch: u64,
+        sliding: bool,
+    ) -> (f64, f64) {
+        const MS: u64 = 1;
+        let horizon_ms = 120_000;
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut aimd = Aimd::new(configured, 1, t0);
+        let per_token_ms = 1000.0 / configured as f64;
+        let mut tat = 0.0f64; // GCRA theoretical arrival time, ms
+        let mut accepted: std::collections::VecDeque<(u64, u64)> = Default::default();
+        let mut in_window = 0u64;
+        // Per slot: time it may send next, tokens already taken for its pending request.
+        let mut slots = [(0u64, false), (5u64, false)];
+        let (mut requests, mut refused, mut late_docs) = (0u64, 0u64, 0u64);
+        let mut now = 0u64;
+        while now < horizon_ms {
+            for slot in slots.iter_mut() {
+                if slot.0 > now {
+                    continue;
+                }
+                if !slot.1 {
+                    // Take tokens (GCRA with the burst), send when they are there.
+                    let n = aimd.tokens_for(batch, at(now)) as f64;
+                    let start = tat.max(now as f64);
+                    tat = start + n * per_token_ms;
+                    let ready = (tat - burst as f64 * per_token_ms).max(now as f64);
+                    slot.0 = ready.ceil() as u64;
+                    slot.1 = true;
+                    continue;
+                }
+                // Send.
+                let window_start = if sliding {
+                    now.saturating_sub(999)
+                } else {
+                    now / 1000 * 1000
+                };
+                while let Some(&(t, n)) = accepted.front() {
+                    if t >= window_start {
+                        break;
+                    }
+                    accepted.pop_front();
+                    in_window -= n;
+                }
+                let late = now >= 10_000;
+                if late {
+                    requests += 1;
+                }
+                if in_window + batch > capacity {
+                    aimd.overloaded(at(now));
+                    if late {
+                        refused += 1;
+                    }
+                    slot.0 = now + 200;
+                } else {
+                    accepted.push_back((now, batch));
+                    in_window += batch;
+                    if late {
+                        late_docs += batch;
+                    }
+                    slot.0 = now + 20; // the response's latency
+                }
+                slot.1 = false;
+            }
+            now += MS;
+        }
+        let secs = (horizon_ms - 10_000) as f64 / 1000.0;
+        (
+            refused as f64 / requests.max(1) as f64,
+            late_docs as f64 / secs,
+        )
+    }
+
+    #[test]
+    fn settles_below_capacity_whatever_the_ratio_of_configured_rate_to_capacity() {
+        for sliding in [true, false] {
+            for (capacity, batch) in [(300u64, 100u64), (300, 25), (2000, 100), (5000, 500)] {
+                for ratio in [1u32, 2, 10, 50] {
+                    let configured = capacity as u32 * ratio;
+                    let (share, rate) = simulate(configured, configured, capacity, batch, sliding);
+                    let what = format!(
+                        "capacity {capacity}/s ({}), batch {batch}, configured {configured}/s: \
+                         {rate:.0}/s accepted, {:.1}% of requests refused",
+                        if sliding { "sliding" } else { "calendar" },
+                        share * 100.0
+                    );
+                    assert!(share < 0.05, "{what}");
+                    assert!(rate >= 0.6 * capacity as f64, "{what}");
+                }
+            }
+        }
     }
 }

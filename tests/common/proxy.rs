@@ -6,7 +6,8 @@
 //! `mapper_parsing_exception`, 409), responses delayed past the client timeout, connections reset
 //! mid-response, the cluster down (listener closed: connection refused; or accept-and-drop,
 //! counted), 401 for every request, an optional TLS front (self-signed certificate), and a sink
-//! mode that answers `_bulk` itself with all-201 items (for rates above what a small node takes).
+//! mode that answers `_bulk` itself with all-201 items (for rates above what a small node takes),
+//! and a cluster capacity (documents per calendar or sliding second, 429 above it).
 //!
 //! It counts connections, `_bulk` attempts, documents per attempt, attempts per document `_id`,
 //! and documents per one-second window (by arrival), so rate tests can assert on windows.
@@ -74,6 +75,11 @@ pub struct ProxyState {
     /// A cluster that takes at most this many documents per one-second window and answers 429
     /// to any `_bulk` request that would exceed it (0 = no limit).
     pub capacity_per_sec: AtomicU64,
+    /// Count `capacity_per_sec` over the last 1,000 ms (a sliding second) instead of per
+    /// calendar second since start: no boundary at which a full second of capacity frees at once.
+    pub capacity_sliding: AtomicBool,
+    /// Accepted (ms since start, documents) within the last sliding second.
+    sliding_window: Mutex<std::collections::VecDeque<(u64, u64)>>,
     /// `_bulk` requests refused by `capacity_per_sec`.
     pub capacity_rejections: AtomicU64,
     /// Second since start → documents accepted under `capacity_per_sec`.
@@ -353,6 +359,8 @@ impl Proxy {
             bulk_failed_injected: AtomicU64::new(0),
             bulk_docs: AtomicU64::new(0),
             capacity_per_sec: AtomicU64::new(0),
+            capacity_sliding: AtomicBool::new(false),
+            sliding_window: Mutex::new(Default::default()),
             capacity_rejections: AtomicU64::new(0),
             accepted_by_second: Mutex::new(BTreeMap::new()),
             rejected_by_second: Mutex::new(BTreeMap::new()),
@@ -741,9 +749,19 @@ async fn handle_bulk(req: &Request, state: &ProxyState, http: &reqwest::Client) 
     let delay = Duration::from_millis(state.bulk_delay_ms.load(Ordering::SeqCst));
     let capacity = state.capacity_per_sec.load(Ordering::SeqCst);
     if capacity > 0 {
+        let n = ops.len() as u64;
         let mut accepted = lock(&state.accepted_by_second);
-        let this_second = accepted.entry(now_s).or_default();
-        if *this_second + ops.len() as u64 > capacity {
+        let mut window = lock(&state.sliding_window);
+        let in_window = if state.capacity_sliding.load(Ordering::SeqCst) {
+            while window.front().is_some_and(|(t, _)| *t + 1000 <= now_ms) {
+                window.pop_front();
+            }
+            window.iter().map(|(_, n)| n).sum::<u64>()
+        } else {
+            accepted.get(&now_s).copied().unwrap_or(0)
+        };
+        if in_window + n > capacity {
+            drop(window);
             drop(accepted);
             state.capacity_rejections.fetch_add(1, Ordering::SeqCst);
             *lock(&state.rejected_by_second).entry(now_s).or_default() += 1;
@@ -753,7 +771,8 @@ async fn handle_bulk(req: &Request, state: &ProxyState, http: &reqwest::Client) 
                     "reason": "capacity of the test cluster exceeded"}, "status": 429}),
             );
         }
-        *this_second += ops.len() as u64;
+        window.push_back((now_ms, n));
+        *accepted.entry(now_s).or_default() += n;
     }
     if chance(state.bulk_fail_permille.load(Ordering::SeqCst)) {
         state.bulk_failed_injected.fetch_add(1, Ordering::SeqCst);
