@@ -18,7 +18,7 @@
 //! | `f4a.rate_limiter.wait` | histogram | `s` | time a bulk attempt waited for tokens |
 //! | `f4a.lag` | histogram | `s` | from the S3 event time to the document being indexed |
 //! | `f4a.sqs.empty_receives` | counter | `{receive}` | long polls that returned no message |
-//! | `f4a.sigv4.credential_refreshes` | counter | `{refresh}` | fetches of the AWS credentials the sink signs with, by `reason` (`initial`, `expiring`, `expired_token`) and `outcome` (`ok`, `failed`) |
+//! | `f4a.credentials.refreshes` | counter | `{refresh}` | fetches of the AWS credentials the sink signs with, by `reason` (`initial`, `expiring`, `expired_token`) and `outcome` (`ok`, `failed`) |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -77,7 +77,7 @@ impl BulkOutcome {
     }
 }
 
-/// The `reason` of `f4a.sigv4.credential_refreshes`: why the sink fetched AWS credentials.
+/// The `reason` of `f4a.credentials.refreshes`: why the sink fetched AWS credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialRefresh {
     /// The first request.
@@ -197,7 +197,7 @@ pub fn get() -> &'static Metrics {
                 "Long polls that returned no message",
             ),
             credential_refreshes: counter(
-                "f4a.sigv4.credential_refreshes",
+                "f4a.credentials.refreshes",
                 "{refresh}",
                 "Fetches of the AWS credentials the sink signs with",
             ),
