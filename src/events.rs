@@ -18,6 +18,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::metrics;
 pub(crate) use crate::metrics::{BulkOutcome, MessageOutcome};
+use crate::status::{self, Stage};
 
 /// How a message was settled. Emitted in its `process` span.
 pub(crate) enum MessageSettled<'a> {
@@ -77,6 +78,7 @@ impl MessageSettled<'_> {
                 reason,
                 retry_in_secs,
             } => {
+                status::board().error(Stage::Object, reason);
                 tracing::warn!(
                     reason,
                     retry_in_secs,
@@ -96,6 +98,7 @@ impl MessageSettled<'_> {
             ),
         }
         metrics::get().message(self.outcome());
+        status::board().message(self.outcome());
     }
 }
 
@@ -107,6 +110,8 @@ pub(crate) struct ObjectRead {
     pub(crate) timestamp_invalid: u64,
     pub(crate) compressed_bytes: u64,
     pub(crate) decompressed_bytes: u64,
+    /// As detected from the content (`gzip`, `zstd`, `snappy`, `hadoop-snappy`, `zip`, `none`).
+    pub(crate) compression: &'static str,
 }
 
 impl ObjectRead {
@@ -118,6 +123,7 @@ impl ObjectRead {
             timestamp_invalid = self.timestamp_invalid,
             compressed_bytes = self.compressed_bytes,
             decompressed_bytes = self.decompressed_bytes,
+            compression = self.compression,
             "object read"
         );
         metrics::get().received(self.records + self.undecodable);
@@ -130,6 +136,11 @@ pub(crate) fn object_missing(bucket: &str, key: &str) {
 
 /// A record that cannot be decoded; its dead-letter entry follows.
 pub(crate) fn record_undecodable(bucket: &str, key: &str, offset: u64, reason: &str) {
+    // The reason is the worker's own (the record's bytes are in the dead-letter entry).
+    status::board().error(
+        Stage::Record,
+        &format!("s3://{bucket}/{key} at offset {offset}: {reason}"),
+    );
     static THROTTLE: LazyLock<Throttle> = LazyLock::new(Throttle::new);
     if let Some(suppressed) = THROTTLE.admit() {
         tracing::warn!(
@@ -155,6 +166,8 @@ pub(crate) struct Refusal<'a> {
 
 /// The cluster refused a document for good; its dead-letter entry follows.
 pub(crate) fn document_refused(r: &Refusal<'_>) {
+    // Not the cluster's reason: it may quote a field's value.
+    status::board().error(Stage::Document, &refused_summary(r));
     static THROTTLE: LazyLock<Throttle> = LazyLock::new(Throttle::new);
     if let Some(suppressed) = THROTTLE.admit() {
         tracing::warn!(
@@ -172,6 +185,7 @@ pub(crate) fn document_refused(r: &Refusal<'_>) {
 
 /// The cluster refused a dead-letter entry too: its token is dropped, its message kept.
 pub(crate) fn dead_letter_refused(r: &Refusal<'_>) {
+    status::board().error(Stage::DeadLetter, &refused_summary(r));
     static THROTTLE: LazyLock<Throttle> = LazyLock::new(Throttle::new);
     if let Some(suppressed) = THROTTLE.admit() {
         tracing::error!(
@@ -211,6 +225,14 @@ pub(crate) fn cluster_identified(identity: &str, url: &str) {
     tracing::info!(cluster = identity, es_url = url, "cluster identified");
 }
 
+/// A refusal for `/status`: where and what kind, without the cluster's reason.
+fn refused_summary(r: &Refusal<'_>) -> String {
+    format!(
+        "{} in index {} (s3://{}/{} at offset {})",
+        r.error_type, r.index, r.bucket, r.key, r.offset
+    )
+}
+
 /// What one bulk attempt led to, logged in the delivery loop.
 pub(crate) enum BulkRetry<'a> {
     /// The whole request failed: all its documents again, after a backoff.
@@ -231,6 +253,10 @@ pub(crate) enum BulkRetry<'a> {
 
 impl BulkRetry<'_> {
     pub(crate) fn emit(&self) {
+        let (BulkRetry::Request { reason, .. }
+        | BulkRetry::Split { reason, .. }
+        | BulkRetry::Items { reason, .. }) = *self;
+        status::board().error(Stage::Bulk, reason);
         match *self {
             BulkRetry::Request {
                 docs,

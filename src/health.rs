@@ -8,7 +8,12 @@
 //!   rejecting credentials), or for good once the cluster refused the worker's configuration
 //!   (Serverless refusing document ids: only a restart with another configuration helps). It
 //!   also shows who the cluster is (`cluster_identity`: flavour and version, once known).
-//!   Bodies are JSON; the endpoint serves no data.
+//! - `GET /status` — always 200: a JSON snapshot of the live counters and gauges
+//!   ([`crate::status::Snapshot`]): documents in and out per second, rates, messages in flight,
+//!   bulk slots, retries, dead letters, last error per stage, cluster and SQS state. What
+//!   `f4a-indexer top` draws.
+//!
+//! Bodies are JSON; the endpoints serve no record contents and no secrets.
 //!
 //! `f4a-indexer healthcheck` ([`check`]) calls `/healthz` for images without curl.
 
@@ -163,7 +168,7 @@ impl Health {
     }
 }
 
-/// Serves the two endpoints until `stop` is cancelled.
+/// Serves the endpoints until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, health: Arc<Health>, stop: CancellationToken) {
     use hyper::server::conn::http1;
     use hyper::service::service_fn;
@@ -197,6 +202,14 @@ fn respond(health: &Health, path: &str) -> Response<Full<Bytes>> {
     let checked = match path {
         "/healthz" => Some(health.liveness()),
         "/readyz" => Some(health.readiness()),
+        "/status" => {
+            let snapshot =
+                crate::status::board().snapshot(&health.liveness().1, &health.readiness().1);
+            Some((
+                true,
+                serde_json::to_value(snapshot).unwrap_or_else(|e| json!({"error": e.to_string()})),
+            ))
+        }
         _ => None,
     };
     let (status, body) = match checked {
@@ -204,7 +217,7 @@ fn respond(health: &Health, path: &str) -> Response<Full<Bytes>> {
         Some((false, body)) => (StatusCode::SERVICE_UNAVAILABLE, body),
         None => (
             StatusCode::NOT_FOUND,
-            json!({"status": "not found", "paths": ["/healthz", "/readyz"]}),
+            json!({"status": "not found", "paths": ["/healthz", "/readyz", "/status"]}),
         ),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));

@@ -28,9 +28,10 @@
 //! reads the environment (one section per wing, and the start-up check that refuses unknown
 //! variables under the worker's prefixes); `events`, every observable outcome (its log line and
 //! its metric) named in one place; [`telemetry`] (plain-JSON logs and traces), `metrics` (every
-//! instrument), [`health`] (`/healthz`, `/readyz`) and `backoff` (retry delays and policies).
-//! `main.rs` parses the command line and runs [`pipeline::run`] (or [`check::run`], the
-//! preflight of `f4a-indexer check`). `docs/design.md` states the
+//! instrument), [`health`] (`/healthz`, `/readyz`, `/status`), [`status`] (the live counters and
+//! gauges behind `/status`) and `backoff` (retry delays and policies). [`top`] is the
+//! `f4a-indexer top` client of `/status`. `main.rs` parses the command line and runs
+//! [`pipeline::run`] (or [`check::run`], the preflight of `f4a-indexer check`). `docs/design.md` states the
 //! delivery contract.
 
 pub mod ack;
@@ -46,4 +47,6 @@ pub mod pipeline;
 pub mod record;
 pub mod sink;
 pub mod source;
+pub mod status;
 pub mod telemetry;
+pub mod top;

@@ -10,7 +10,7 @@
 //! message today; a listing of a bucket for a backfill, say).
 
 use std::cell::RefCell;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chrono::{SecondsFormat, Utc};
@@ -22,11 +22,13 @@ use crate::ack::AckGroup;
 use crate::config::DocumentIds;
 use crate::events;
 use crate::record::dead_letter::raw_head;
-use crate::record::decompress::{decompress, SourceTap};
+use crate::record::decompress::{open, Content, SourceTap};
+use crate::record::zip::Entry;
 use crate::record::{DeadLetters, DeadRecord, Decoder, Framer, Item, Normalizer, ObjectContext};
 use crate::sink::batcher::{CHUNK_BYTES, CHUNK_DOCS};
 use crate::sink::Doc;
 use crate::source::{FetchError, ObjectRef, ObjectStore};
+use crate::status;
 
 /// Per-object counts, logged when the object is read.
 #[derive(Debug, Default)]
@@ -36,6 +38,8 @@ struct ObjectStats {
     timestamp_fallbacks: u64,
     timestamp_invalid: u64,
     decompressed_bytes: u64,
+    /// The compression detected from the content.
+    compression: &'static str,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +153,7 @@ impl ObjectIndexer {
                         timestamp_invalid: stats.timestamp_invalid,
                         compressed_bytes: bytes,
                         decompressed_bytes: stats.decompressed_bytes,
+                        compression: stats.compression,
                     }
                     .emit();
                     Ok(())
@@ -197,8 +202,11 @@ impl Reader<'_> {
     ) -> Result<ObjectStats, ReadError> {
         let failed = source.failed.clone();
         let mut stats = ObjectStats::default();
-        let reader = match decompress(source) {
-            Ok(r) => r,
+        let content = match open(source) {
+            Ok((compression, content)) => {
+                stats.compression = compression.as_str();
+                content
+            }
             Err(e) if failed.load(Ordering::Relaxed) => return Err(ReadError::Io(e)),
             Err(e) => {
                 let dead = DeadRecord {
@@ -210,14 +218,73 @@ impl Reader<'_> {
                 return Ok(stats);
             }
         };
-        let mut framer = Framer::new(reader, self.max_record_bytes);
+        match content {
+            Content::Stream(reader) => {
+                self.read_part(reader, 0, &failed, &mut stats)?;
+            }
+            // Each entry is a part of the object: framed on its own, its offsets following the
+            // previous entries' (a skipped entry counts its stored bytes), so ids stay distinct.
+            Content::Zip(mut entries) => {
+                let mut base = 0;
+                loop {
+                    match entries.next_entry() {
+                        Ok(Some(Entry::Data { reader, .. })) => {
+                            match self.read_part(reader, base, &failed, &mut stats)? {
+                                Some(end) => base = end,
+                                None => break,
+                            }
+                        }
+                        Ok(Some(Entry::Skipped {
+                            name,
+                            reason,
+                            bytes,
+                        })) => {
+                            let dead = DeadRecord {
+                                offset: base,
+                                reason,
+                                raw: name,
+                            };
+                            self.send_dead(&dead, &mut stats)?;
+                            base += bytes.max(1);
+                        }
+                        Ok(None) => break,
+                        Err(e) if failed.load(Ordering::Relaxed) => return Err(ReadError::Io(e)),
+                        Err(e) => {
+                            let dead = DeadRecord {
+                                offset: base,
+                                reason: format!("corrupt or truncated ZIP archive: {e}"),
+                                raw: String::new(),
+                            };
+                            self.send_dead(&dead, &mut stats)?;
+                            break;
+                        }
+                    }
+                }
+                stats.decompressed_bytes = base;
+            }
+        }
+        self.flush()?;
+        Ok(stats)
+    }
+
+    /// Frames and decodes one part of the object (the whole of it, or one ZIP entry) whose
+    /// offsets start at `base`. Returns the offset after it, or `None` when damage ended it (one
+    /// dead-letter entry sent for the rest).
+    fn read_part(
+        &self,
+        reader: impl std::io::Read,
+        base: u64,
+        failed: &AtomicBool,
+        stats: &mut ObjectStats,
+    ) -> Result<Option<u64>, ReadError> {
+        let mut framer = Framer::at(reader, self.max_record_bytes, base);
         let mut decoder = Decoder::new(self.max_record_bytes);
-        loop {
+        let end = loop {
             match framer.next_frame() {
                 Ok(Some(frame)) => {
-                    decoder.decode(&frame, |item| self.handle(item, &mut stats))?;
+                    decoder.decode(&frame, |item| self.handle(item, stats))?;
                 }
-                Ok(None) => break,
+                Ok(None) => break Some(framer.position()),
                 Err(e) if failed.load(Ordering::Relaxed) => return Err(ReadError::Io(e)),
                 Err(e) => {
                     let (offset, partial) = framer.partial();
@@ -229,14 +296,13 @@ impl Reader<'_> {
                         ),
                         raw: raw_head(partial),
                     };
-                    self.send_dead(&dead, &mut stats)?;
-                    break;
+                    self.send_dead(&dead, stats)?;
+                    break None;
                 }
             }
-        }
-        self.flush()?;
+        };
         stats.decompressed_bytes = framer.position();
-        Ok(stats)
+        Ok(end)
     }
 
     /// Normalizes, encodes and sends one decoded item.
@@ -261,7 +327,10 @@ impl Reader<'_> {
     fn send_dead(&self, dead: &DeadRecord, stats: &mut ObjectStats) -> Result<(), ReadError> {
         events::record_undecodable(&self.meta.bucket, &self.meta.key, dead.offset, &dead.reason);
         stats.undecodable += 1;
-        let n = self.dead_letters.undecodable(dead, self.meta);
+        let target = self.normalizer.fallback_index(self.meta);
+        let n = self
+            .dead_letters
+            .undecodable(dead, self.meta, Some(&target));
         self.send(Doc::encode(
             n,
             self.meta.clone(),
@@ -293,6 +362,7 @@ impl Reader<'_> {
         if chunk.is_empty() {
             return Ok(());
         }
+        status::board().docs_in(chunk.len());
         self.docs
             .blocking_send(chunk)
             .map_err(|_| ReadError::Stopped)

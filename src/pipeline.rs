@@ -39,6 +39,7 @@ use crate::source::inflight::InFlight;
 use crate::source::s3::S3Store;
 use crate::source::sqs::{self, SqsQueue};
 use crate::source::{aws, ObjectStore, Queue};
+use crate::status;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
@@ -92,7 +93,7 @@ pub async fn run_with(
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("HEALTH_ADDR={addr}: cannot listen"))?;
-        tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "health endpoints on /healthz and /readyz");
+        tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "health endpoints on /healthz, /readyz and /status");
         tokio::spawn(health::serve(listener, health.clone(), background.clone()));
     }
     let Indexing {
@@ -107,10 +108,18 @@ pub async fn run_with(
         background.clone(),
     ));
     let gauge_sink = sink.clone();
-    metrics::register_rate_gauges(Arc::new(move || {
+    let rates: Arc<dyn Fn() -> (f64, f64) + Send + Sync> = Arc::new(move || {
         let configured = gauge_sink.configured_rate().map_or(0.0, f64::from);
         (configured, gauge_sink.effective_rate().unwrap_or(0.0))
-    }));
+    });
+    metrics::register_rate_gauges(rates.clone());
+    status::board().attach(status::Attached {
+        rate: rates,
+        max_in_flight: worker_cfg.max_in_flight_messages,
+        bulk_slots: cfg.sink.bulk.concurrency,
+        queue: wings.queue.name().to_string(),
+    });
+    tokio::spawn(status::sample_every_second(background.clone()));
     let acks = Arc::new(InFlight::new(
         wings.queue.clone(),
         source.visibility_timeout_seconds,
@@ -300,6 +309,7 @@ impl Receiver<'_> {
                         "receive_message failed"
                     );
                     health.sqs_result(Err(format!("receive_message failed: {error}")));
+                    status::board().error(status::Stage::Receive, &error);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = shutdown.cancelled() => return,

@@ -34,6 +34,7 @@ use super::flavour::{self, ClusterIdentity};
 use super::sigv4::{self, CredentialCache, Unsigned};
 use super::{BulkClient, BulkReply, TransportError};
 use crate::config::{AwsService, AwsSigning, Compression, EsAuth, EsConfig};
+use crate::status;
 
 /// Only what the retry decision reads: the answer stays small however big the batch.
 const FILTER_PATH: &str = "errors,items.*.status,items.*.error.type,items.*.error.reason";
@@ -311,6 +312,12 @@ impl BulkClient for EsClient {
         if self.serverless() {
             // No `GET /` there (404): reaching the collection and being let in is all it says.
             self.probe().await?;
+            status::board().cluster_identity(status::ClusterIdentity {
+                name: String::new(),
+                uuid: String::new(),
+                distribution: "opensearch-serverless".into(),
+                version: String::new(),
+            });
             return Ok(ClusterIdentity::opensearch_serverless());
         }
         let (status, body) = self
@@ -323,12 +330,33 @@ impl BulkClient for EsClient {
                 String::from_utf8_lossy(&body[..body.len().min(200)])
             ));
         }
+        if let Some(id) = status_identity(&body) {
+            status::board().cluster_identity(id);
+        }
         let mut identity = flavour::parse_root(&body)?;
         if self.signing.is_some() {
             identity.hosted = Some("Amazon OpenSearch Service");
         }
         Ok(identity)
     }
+}
+
+/// Name, uuid, distribution and version from the body of `GET /` (Elasticsearch has no
+/// `version.distribution`); `None` if it is not that document.
+/// What `/status` shows of the cluster (name, uuid, distribution, version) from `GET /`.
+fn status_identity(body: &[u8]) -> Option<status::ClusterIdentity> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let text = |x: &serde_json::Value| x.as_str().unwrap_or_default().to_string();
+    let version = v.get("version")?;
+    Some(status::ClusterIdentity {
+        name: text(&v["cluster_name"]),
+        uuid: text(&v["cluster_uuid"]),
+        distribution: version["distribution"]
+            .as_str()
+            .unwrap_or("elasticsearch")
+            .to_string(),
+        version: text(&version["number"]),
+    })
 }
 
 /// An error with its causes (`a: b: c`): the transport's own message hides the reason (a TLS
@@ -369,5 +397,23 @@ mod tests {
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, body);
+    }
+
+    #[test]
+    fn identity_of_opensearch_and_elasticsearch() {
+        let os = br#"{"name":"n1","cluster_name":"logs","cluster_uuid":"u1","version":{"distribution":"opensearch","number":"2.19.1"},"tagline":"The OpenSearch Project"}"#;
+        let id = status_identity(os).unwrap();
+        assert_eq!(
+            (
+                id.name.as_str(),
+                id.distribution.as_str(),
+                id.version.as_str()
+            ),
+            ("logs", "opensearch", "2.19.1")
+        );
+        let es = br#"{"cluster_name":"c","cluster_uuid":"u","version":{"number":"8.19.3","build_flavor":"default"}}"#;
+        assert_eq!(status_identity(es).unwrap().distribution, "elasticsearch");
+        assert_eq!(status_identity(b"<html>"), None);
+        assert_eq!(status_identity(b"{}"), None);
     }
 }

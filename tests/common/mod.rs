@@ -14,6 +14,7 @@
 pub mod aws_tools;
 pub mod proxy;
 pub mod search;
+pub mod tmux;
 
 // Not every suite uses every item.
 #[allow(unused_imports)]
