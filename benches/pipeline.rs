@@ -96,6 +96,7 @@ fn object_context() -> Arc<ObjectContext> {
         ingested: "2026-11-24T10:00:01.000Z".into(),
         event_time: None,
         provenance: Default::default(),
+        with_id: true,
     })
 }
 

@@ -223,6 +223,30 @@ pub(crate) fn dead_letter_refused(r: &Refusal<'_>) {
     }
 }
 
+/// The cluster refused documents because of how the worker is configured (Serverless refusing
+/// document ids): said once as an error naming the fix (then at debug level: `/readyz` keeps
+/// saying it); the messages are kept.
+pub(crate) fn configuration_refused(reason: &str, docs: usize, first: bool) {
+    if first {
+        tracing::error!(
+            reason,
+            docs,
+            "the cluster refuses this configuration; documents are neither indexed nor dead-lettered and their messages stay in the queue until the worker is reconfigured"
+        );
+    } else {
+        tracing::debug!(
+            docs,
+            reason,
+            "documents refused because of the configuration; messages kept"
+        );
+    }
+}
+
+/// Who the cluster is, said once at start-up (or when it first answers).
+pub(crate) fn cluster_identified(identity: &str, url: &str) {
+    tracing::info!(cluster = identity, es_url = url, "cluster identified");
+}
+
 /// A refusal for `/status`: where and what kind, without the cluster's reason.
 fn refused_summary(r: &Refusal<'_>) -> String {
     format!(

@@ -5,7 +5,9 @@
 //!   has been stuck for longer than a long poll plus a minute.
 //! - `GET /readyz` — readiness: 200 once SQS and the cluster have both answered, 503 `degraded`
 //!   with the reason while either fails (a cluster that is down, refusing bulk requests, or
-//!   rejecting credentials).
+//!   rejecting credentials), or for good once the cluster refused the worker's configuration
+//!   (Serverless refusing document ids: only a restart with another configuration helps). It
+//!   also shows who the cluster is (`cluster_identity`: flavour and version, once known).
 //! - `GET /status` — always 200: a JSON snapshot of the live counters and gauges
 //!   ([`crate::status::Snapshot`]): documents in and out per second, rates, messages in flight,
 //!   bulk slots, retries, dead letters, last error per stage, cluster and SQS state. What
@@ -40,6 +42,10 @@ pub struct Health {
     sqs: Mutex<Option<Result<(), String>>>,
     cluster: Mutex<Option<Result<(), String>>>,
     last_cluster_report_ms: AtomicU64,
+    /// "OpenSearch 2.19.6", once the start-up identity check got an answer.
+    cluster_identity: Mutex<Option<String>>,
+    /// Set once, never cleared: the cluster refuses what this configuration sends.
+    configuration_problem: Mutex<Option<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -57,6 +63,8 @@ impl Health {
             sqs: Mutex::new(None),
             cluster: Mutex::new(None),
             last_cluster_report_ms: AtomicU64::new(0),
+            cluster_identity: Mutex::new(None),
+            configuration_problem: Mutex::new(None),
         })
     }
 
@@ -93,6 +101,26 @@ impl Health {
         *c = Some(r);
     }
 
+    /// Who the cluster is (flavour and version), for `/readyz`.
+    pub fn cluster_identified(&self, identity: String) {
+        *lock(&self.cluster_identity) = Some(identity);
+    }
+
+    pub fn cluster_identity(&self) -> Option<String> {
+        lock(&self.cluster_identity).clone()
+    }
+
+    /// The cluster refuses what this configuration sends: degraded until a restart. The first
+    /// reason is kept (and returned `true` the first time, so the caller logs it once).
+    pub fn configuration_refused(&self, reason: &str) -> bool {
+        let mut p = lock(&self.configuration_problem);
+        if p.is_some() {
+            return false;
+        }
+        *p = Some(reason.to_string());
+        true
+    }
+
     /// Time since the cluster state was last reported (the probe skips a busy pipeline).
     pub fn cluster_report_age(&self) -> Duration {
         Duration::from_millis(
@@ -120,7 +148,10 @@ impl Health {
             Some(Err(e)) => (e.clone(), false),
         };
         let (sqs, sqs_ok) = state(&lock(&self.sqs));
-        let (cluster, cluster_ok) = state(&lock(&self.cluster));
+        let (mut cluster, mut cluster_ok) = state(&lock(&self.cluster));
+        if let Some(problem) = lock(&self.configuration_problem).clone() {
+            (cluster, cluster_ok) = (problem, false);
+        }
         let ready = sqs_ok && cluster_ok;
         let status = if ready {
             "ready"
@@ -131,7 +162,8 @@ impl Health {
         };
         (
             ready,
-            json!({"status": status, "sqs": sqs, "cluster": cluster}),
+            json!({"status": status, "sqs": sqs, "cluster": cluster,
+                   "cluster_identity": self.cluster_identity()}),
         )
     }
 }
@@ -279,6 +311,26 @@ mod tests {
         assert!(!ok);
         assert_eq!(body["status"], "degraded");
         assert_eq!(body["cluster"], "connection refused");
+        assert_eq!(body["cluster_identity"], serde_json::Value::Null);
+        h.cluster_identified("OpenSearch 2.19.6".into());
+        h.cluster_result(Ok(()));
+        let (ok, body) = h.readiness();
+        assert!(ok);
+        assert_eq!(body["cluster_identity"], "OpenSearch 2.19.6");
+    }
+
+    #[test]
+    fn a_refused_configuration_degrades_for_good() {
+        let h = Health::new(Duration::from_secs(60));
+        h.sqs_result(Ok(()));
+        h.cluster_result(Ok(()));
+        assert!(h.configuration_refused("set ES_DOCUMENT_ID=none"));
+        assert!(!h.configuration_refused("again"));
+        h.cluster_result(Ok(()));
+        let (ok, body) = h.readiness();
+        assert!(!ok);
+        assert_eq!(body["status"], "degraded");
+        assert_eq!(body["cluster"], "set ES_DOCUMENT_ID=none");
     }
 
     #[test]

@@ -31,11 +31,12 @@
 //! instrument), [`health`] (`/healthz`, `/readyz`, `/status`), [`status`] (the live counters and
 //! gauges behind `/status`) and `backoff` (retry delays and policies). [`top`] is the
 //! `f4a-indexer top` client of `/status`. `main.rs` parses the command line and runs
-//! [`pipeline::run`]. `docs/design.md` states the
+//! [`pipeline::run`] (or [`check::run`], the preflight of `f4a-indexer check`). `docs/design.md` states the
 //! delivery contract.
 
 pub mod ack;
 pub(crate) mod backoff;
+pub mod check;
 pub mod config;
 pub(crate) mod events;
 pub mod health;

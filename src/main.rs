@@ -10,11 +10,13 @@ use f4a_indexer::pipeline::{self, RunOptions};
 use f4a_indexer::telemetry;
 use tokio_util::sync::CancellationToken;
 
-const USAGE: &str = "usage: f4a-indexer [--exit-when-idle] | healthcheck | top [--addr HOST:PORT] | --version | --help
-Configuration comes from environment variables; see README.md.";
+const USAGE: &str = "usage: f4a-indexer [--exit-when-idle] | check | healthcheck | top [--addr HOST:PORT] | --version | --help
+Configuration comes from environment variables; see README.md.
+check: try the queue, the cluster and a probe write with this configuration; exit 0 if all work.";
 
 fn main() -> ExitCode {
     let mut opts = RunOptions::default();
+    let mut preflight = false;
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("top") {
         return f4a_indexer::top::main(&args[1..]);
@@ -22,6 +24,7 @@ fn main() -> ExitCode {
     for arg in args {
         match arg.as_str() {
             "--exit-when-idle" => opts.exit_when_idle = true,
+            "check" => preflight = true,
             "healthcheck" => return healthcheck(),
             "--version" | "-V" => {
                 println!("f4a-indexer {}", env!("CARGO_PKG_VERSION"));
@@ -55,6 +58,22 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if preflight {
+        let ok = runtime.block_on(async {
+            // Warnings of the clients (a TLS check turned off, say) go to stderr as text.
+            let _ = tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_env_filter("warn,aws=error,aws_config=error,aws_smithy_runtime=error")
+                .try_init();
+            f4a_indexer::check::run(&cfg).await
+        });
+        runtime.shutdown_background();
+        return if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+    }
     let code = runtime.block_on(async {
         let telemetry = telemetry::init(cfg.telemetry.log_format, &cfg.telemetry.otel);
         let shutdown = CancellationToken::new();

@@ -21,6 +21,7 @@
 //! | `f4a.rate_limiter.wait` | histogram | `s` | time a bulk attempt waited for tokens |
 //! | `f4a.lag` | histogram | `s` | from the S3 event time to the document being indexed |
 //! | `f4a.sqs.empty_receives` | counter | `{receive}` | long polls that returned no message |
+//! | `f4a.credentials.refreshes` | counter | `{refresh}` | fetches of the AWS credentials the sink signs with, by `reason` (`initial`, `expiring`, `expired_token`) and `outcome` (`ok`, `failed`) |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -79,6 +80,27 @@ impl BulkOutcome {
     }
 }
 
+/// The `reason` of `f4a.credentials.refreshes`: why the sink fetched AWS credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialRefresh {
+    /// The first request.
+    Initial,
+    /// The cached ones are close to their expiry.
+    Expiring,
+    /// The cluster answered 403: the session token has expired.
+    ExpiredToken,
+}
+
+impl CredentialRefresh {
+    pub fn label(self) -> &'static str {
+        match self {
+            CredentialRefresh::Initial => "initial",
+            CredentialRefresh::Expiring => "expiring",
+            CredentialRefresh::ExpiredToken => "expired_token",
+        }
+    }
+}
+
 /// Running totals of the document counters, for the summary and stop log lines (OpenTelemetry
 /// counters cannot be read back). Counted by the same calls as the counters, never apart.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +128,7 @@ pub struct Metrics {
     pub rate_wait: Histogram<f64>,
     lag: Histogram<f64>,
     pub empty_receives: Counter<u64>,
+    credential_refreshes: Counter<u64>,
     received: AtomicU64,
     indexed: AtomicU64,
     dead_lettered: AtomicU64,
@@ -197,6 +220,11 @@ pub fn get() -> &'static Metrics {
                 "{receive}",
                 "Long polls that returned no message",
             ),
+            credential_refreshes: counter(
+                "f4a.credentials.refreshes",
+                "{refresh}",
+                "Fetches of the AWS credentials the sink signs with",
+            ),
             received: AtomicU64::new(0),
             indexed: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
@@ -260,6 +288,17 @@ impl Metrics {
 
     pub fn index_deleted(&self) {
         self.indices_deleted.add(1, &[]);
+    }
+
+    /// A fetch of the sink's AWS credentials, and whether it worked.
+    pub fn credentials_refreshed(&self, reason: CredentialRefresh, ok: bool) {
+        self.credential_refreshes.add(
+            1,
+            &[
+                KeyValue::new("reason", reason.label()),
+                KeyValue::new("outcome", if ok { "ok" } else { "failed" }),
+            ],
+        );
     }
 
     pub fn totals(&self) -> Totals {

@@ -19,6 +19,7 @@ use tokio_util::io::SyncIoBridge;
 use tracing::Instrument;
 
 use crate::ack::AckGroup;
+use crate::config::DocumentIds;
 use crate::events;
 use crate::record::dead_letter::raw_head;
 use crate::record::decompress::{open, Content, SourceTap};
@@ -93,6 +94,8 @@ pub(crate) struct ObjectIndexer {
     pub(crate) create: bool,
     pub(crate) dead_letters: DeadLetters,
     pub(crate) max_record_bytes: usize,
+    /// `ES_DOCUMENT_ID`: whether the action lines carry the deterministic `_id`.
+    pub(crate) document_ids: DocumentIds,
     /// Into the batcher; bounded, so readers block when the sink is the bottleneck.
     pub(crate) docs: mpsc::Sender<Vec<Doc>>,
 }
@@ -124,6 +127,7 @@ impl ObjectIndexer {
                 ingested: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
                 event_time: obj.event_time,
                 provenance: Default::default(),
+                with_id: self.document_ids == DocumentIds::Deterministic,
             });
             let source = SourceTap::new(SyncIoBridge::new(opened.body));
             let compressed = source.bytes.clone();

@@ -64,10 +64,13 @@ impl Wings {
     /// The real ones: SQS and S3 through the AWS SDK (`AWS_ENDPOINT_URL`, LocalStack, switches S3
     /// to path style), the cluster through the Elasticsearch client.
     pub async fn connect(cfg: &Config) -> anyhow::Result<Wings> {
-        let cluster =
-            Arc::new(EsClient::new(&cfg.sink.es).context("configuring the Elasticsearch client")?);
         let source = &cfg.source;
         let sdk = aws::sdk_config(source).await;
+        // One credentials chain for SQS, S3 and (with ES_AUTH=sigv4) the cluster.
+        let cluster = Arc::new(
+            EsClient::new(&cfg.sink.es, sdk.credentials_provider())
+                .context("configuring the Elasticsearch client")?,
+        );
         Ok(Wings {
             queue: Arc::new(SqsQueue::new(&sdk, source)),
             store: Arc::new(S3Store::new(&sdk, source.aws_endpoint_url.is_some())),
@@ -110,6 +113,7 @@ pub async fn run_with(
     tokio::spawn(probe_cluster(
         sink.clone(),
         health.clone(),
+        cfg.sink.es.url.clone(),
         background.clone(),
     ));
     let gauge_sink = sink.clone();
@@ -270,6 +274,7 @@ impl Indexing {
             create: cfg.cluster.index_mode == crate::config::IndexMode::DataStream,
             dead_letters,
             max_record_bytes: record.max_record_bytes,
+            document_ids: record.document_ids,
             docs,
         };
         Indexing {
@@ -371,14 +376,21 @@ impl Receiver<'_> {
     }
 }
 
-/// Keeps the cluster's readiness state fresh while no bulk request reports it (an idle worker),
-/// and asks until the cluster said who it is (`/status`).
-async fn probe_cluster(sink: Arc<BulkSink>, health: Arc<Health>, stop: CancellationToken) {
+/// Identifies the cluster at start-up (retried at each turn until it answers), then keeps its
+/// readiness state fresh while no bulk request reports it (an idle worker).
+async fn probe_cluster(
+    sink: Arc<BulkSink>,
+    health: Arc<Health>,
+    es_url: String,
+    stop: CancellationToken,
+) {
     const EVERY: Duration = Duration::from_secs(15);
+    let mut identified = false;
     loop {
-        if health.cluster_report_age() >= EVERY
+        if !identified {
+            identified = sink.identify(&es_url).await;
+        } else if health.cluster_report_age() >= EVERY
             || health.readiness().1["cluster"] == "unknown"
-            || !status::board().cluster_known()
         {
             sink.probe().await;
         }

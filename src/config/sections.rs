@@ -1,14 +1,15 @@
 //! Reading each section of the configuration from the environment: defaults, ranges, and the
-//! rules between variables (both or neither of `ES_USERNAME`/`ES_PASSWORD`, a floor below the
-//! rate, a maximum backoff above the initial one).
+//! rules between variables (a floor below the rate, a maximum backoff above the initial one).
+//! The cluster's URL and authentication are read by [`cluster`].
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::connection;
 use super::env::{check_http_url, err, index_pattern, Env};
 use super::{
-    health_addr, BulkConfig, ConfigError, EsAuth, EsConfig, OtelProtocol, OtelSettings, RateConfig,
-    RecordConfig, RetryConfig, SinkConfig, SourceConfig, WorkerConfig,
+    health_addr, BulkConfig, ConfigError, DocumentIds, EsConfig, OtelProtocol, OtelSettings,
+    RateConfig, RecordConfig, RetryConfig, SinkConfig, SourceConfig, WorkerConfig,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -43,43 +44,11 @@ pub(super) fn source(env: &Env<'_>) -> Result<SourceConfig, ConfigError> {
 }
 
 pub(super) fn sink(env: &Env<'_>) -> Result<SinkConfig, ConfigError> {
-    let url = env
-        .string("ES_URL")
-        .unwrap_or_else(|| "http://localhost:9200".into());
-    check_http_url("ES_URL", &url)?;
-    let auth = match (
-        env.string("ES_USERNAME"),
-        env.string("ES_PASSWORD"),
-        env.string("ES_API_KEY"),
-    ) {
-        (None, None, None) => EsAuth::None,
-        (None, None, Some(key)) => EsAuth::ApiKey(key),
-        (Some(username), Some(password), None) => EsAuth::Basic { username, password },
-        (Some(_), None, _) => {
-            return Err(err(
-                "ES_PASSWORD",
-                None,
-                "is required when ES_USERNAME is set",
-                "the password of ES_USERNAME",
-            ))
-        }
-        (None, Some(_), _) => {
-            return Err(err(
-                "ES_USERNAME",
-                None,
-                "is required when ES_PASSWORD is set",
-                "a user name",
-            ))
-        }
-        (Some(_), Some(_), Some(_)) => {
-            return Err(ConfigError {
-                var: "ES_API_KEY".into(),
-                value: "<redacted>".into(),
-                problem: "cannot be combined with ES_USERNAME/ES_PASSWORD".into(),
-                accepted: "either ES_API_KEY or ES_USERNAME+ES_PASSWORD".into(),
-            })
-        }
-    };
+    let connection::Cluster {
+        url,
+        auth,
+        compression,
+    } = connection::cluster(env)?;
     let ca_cert = env.string("ES_CA_CERT").map(PathBuf::from);
     if let Some(p) = &ca_cert {
         if !p.is_file() {
@@ -94,6 +63,7 @@ pub(super) fn sink(env: &Env<'_>) -> Result<SinkConfig, ConfigError> {
     let es = EsConfig {
         url,
         auth,
+        compression,
         ca_cert,
         tls_skip_verify: env.bool("ES_TLS_SKIP_VERIFY", false)?,
         request_timeout: Duration::from_secs(env.uint("ES_REQUEST_TIMEOUT_SECS", 30, 1, 3600)?),
@@ -174,6 +144,18 @@ pub(super) fn record(env: &Env<'_>) -> Result<RecordConfig, ConfigError> {
         max_record_bytes: env.uint("MAX_RECORD_BYTES", MIB as u64, 1024, 256 * MIB as u64)?
             as usize,
         limits: super::limits::limits(env)?,
+        document_ids: match env.string("ES_DOCUMENT_ID").as_deref() {
+            None | Some("deterministic") => DocumentIds::Deterministic,
+            Some("none") => DocumentIds::None,
+            Some(other) => {
+                return Err(err(
+                    "ES_DOCUMENT_ID",
+                    Some(other),
+                    "is unknown",
+                    "deterministic, none",
+                ))
+            }
+        },
     })
 }
 

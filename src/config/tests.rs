@@ -174,8 +174,11 @@ fn auth_combinations_and_secrets_never_echoed() {
     ])
     .unwrap_err();
     assert!(!e.to_string().contains("sekrit") && !e.to_string().contains("hunter2"));
-    let c = cfg(&[("ES_API_KEY", "sekrit")]).unwrap();
+    let c = cfg(&[("ES_API_KEY", "id:sekrit")]).unwrap();
     assert!(!format!("{c:?}").contains("sekrit"));
+    let e = cfg(&[("ES_API_KEY", "sekrit")]).unwrap_err();
+    assert_eq!(e.var, "ES_API_KEY");
+    assert!(!e.to_string().contains("sekrit"), "{e}");
 }
 
 #[test]
@@ -239,4 +242,153 @@ fn every_variable_read_under_the_prefixes_is_known_and_documented() {
             "{k} is not in README.md"
         );
     }
+}
+
+#[test]
+fn es_auth_is_inferred_as_before_and_sigv4_from_an_aws_host() {
+    let auth = |vars: &[(&str, &str)]| cfg(vars).map(|c| c.sink.es.auth);
+    assert_eq!(auth(&[]).unwrap(), EsAuth::None);
+    assert!(matches!(
+        auth(&[("ES_API_KEY", "id:key")]).unwrap(),
+        EsAuth::ApiKey(k) if k == "aWQ6a2V5"
+    ));
+    assert!(matches!(
+        auth(&[("ES_USERNAME", "u"), ("ES_PASSWORD", "p")]).unwrap(),
+        EsAuth::Basic { .. }
+    ));
+    assert_eq!(
+        auth(&[(
+            "ES_URL",
+            "https://search-logs-x7.eu-west-1.es.amazonaws.com"
+        )])
+        .unwrap(),
+        EsAuth::SigV4(AwsSigning {
+            service: AwsService::Es,
+            region: "eu-west-1".into()
+        })
+    );
+    // The host's region wins over AWS_REGION (the queue may live elsewhere).
+    assert_eq!(
+        auth(&[
+            ("ES_URL", "https://abc123.us-east-2.aoss.amazonaws.com"),
+            ("AWS_REGION", "eu-west-1"),
+        ])
+        .unwrap(),
+        EsAuth::SigV4(AwsSigning {
+            service: AwsService::Aoss,
+            region: "us-east-2".into()
+        })
+    );
+    // A proxy or VPC endpoint: service and region from the variables.
+    assert_eq!(
+        auth(&[
+            ("ES_URL", "http://127.0.0.1:9321"),
+            ("ES_AUTH", "sigv4"),
+            ("ES_AWS_SERVICE", "aoss"),
+            ("AWS_REGION", "eu-north-1"),
+        ])
+        .unwrap(),
+        EsAuth::SigV4(AwsSigning {
+            service: AwsService::Aoss,
+            region: "eu-north-1".into()
+        })
+    );
+    // Basic auth against a domain (fine-grained access control) stays basic.
+    assert!(matches!(
+        auth(&[
+            ("ES_URL", "https://search-x.eu-west-1.es.amazonaws.com"),
+            ("ES_USERNAME", "u"),
+            ("ES_PASSWORD", "p"),
+        ])
+        .unwrap(),
+        EsAuth::Basic { .. }
+    ));
+}
+
+#[test]
+fn es_auth_misconfigurations_name_the_variables() {
+    let e = cfg(&[("ES_URL", "http://127.0.0.1:9321"), ("ES_AUTH", "sigv4")]).unwrap_err();
+    assert_eq!(e.var, "AWS_REGION");
+    assert!(e.problem.contains("ES_AUTH=sigv4"), "{e}");
+    let e = cfg(&[
+        ("ES_AUTH", "sigv4"),
+        ("AWS_REGION", "us-east-1"),
+        ("ES_USERNAME", "u"),
+        ("ES_PASSWORD", "hunter2"),
+    ])
+    .unwrap_err();
+    assert_eq!(e.var, "ES_PASSWORD");
+    assert!(
+        e.problem.contains("sigv4") && !e.to_string().contains("hunter2"),
+        "{e}"
+    );
+    let e = cfg(&[("ES_AUTH", "oauth")]).unwrap_err();
+    assert_eq!(e.var, "ES_AUTH");
+    assert!(e.accepted.contains("sigv4, basic, api_key, none"), "{e}");
+    let e = cfg(&[("ES_AUTH", "basic")]).unwrap_err();
+    assert_eq!(e.var, "ES_PASSWORD");
+    let e = cfg(&[("ES_AUTH", "api_key")]).unwrap_err();
+    assert_eq!(e.var, "ES_API_KEY");
+    let e = cfg(&[("ES_AUTH", "none"), ("ES_API_KEY", "id:sekrit")]).unwrap_err();
+    assert_eq!(e.var, "ES_API_KEY");
+    assert!(!e.to_string().contains("sekrit"), "{e}");
+    let e = cfg(&[("ES_AWS_SERVICE", "es")]).unwrap_err();
+    assert_eq!(e.var, "ES_AWS_SERVICE");
+    let e = cfg(&[
+        ("ES_AUTH", "sigv4"),
+        ("AWS_REGION", "us-east-1"),
+        ("ES_AWS_SERVICE", "opensearch"),
+    ])
+    .unwrap_err();
+    assert_eq!(e.var, "ES_AWS_SERVICE");
+    assert!(e.accepted.contains("es, aoss"), "{e}");
+}
+
+#[test]
+fn cloud_id_compression_and_document_ids() {
+    let c = cfg(&[(
+        "ES_CLOUD_ID",
+        "x:dXMtZWFzdC0xLmF3cy5mb3VuZC5pbyRjZWM2ZjI2MWE3NGJmMjRjZTMzYmI4ODExYjg0Mjk0ZiRjNmMyY2E2ZDA0MjI0OWFmMGNjN2Q3YTllOTYyNTc0Mw==",
+    ), ("ES_API_KEY", "id:key")])
+    .unwrap();
+    assert_eq!(
+        c.sink.es.url,
+        "https://cec6f261a74bf24ce33bb8811b84294f.us-east-1.aws.found.io"
+    );
+    let e = cfg(&[("ES_CLOUD_ID", "garbage")]).unwrap_err();
+    assert_eq!(e.var, "ES_CLOUD_ID");
+    let e = cfg(&[
+        ("ES_CLOUD_ID", "x:dXMtZWFzdC0xLmF3cy5mb3VuZC5pbyRhYmM="),
+        ("ES_URL", "http://localhost:9200"),
+    ])
+    .unwrap_err();
+    assert_eq!(e.var, "ES_CLOUD_ID");
+    assert_eq!(cfg(&[]).unwrap().sink.es.compression, Compression::Gzip);
+    assert_eq!(
+        cfg(&[("ES_COMPRESSION", "none")])
+            .unwrap()
+            .sink
+            .es
+            .compression,
+        Compression::None
+    );
+    assert_eq!(
+        cfg(&[("ES_COMPRESSION", "zstd")]).unwrap_err().var,
+        "ES_COMPRESSION"
+    );
+    assert_eq!(
+        cfg(&[]).unwrap().record.document_ids,
+        DocumentIds::Deterministic
+    );
+    assert_eq!(
+        cfg(&[("ES_DOCUMENT_ID", "none")])
+            .unwrap()
+            .record
+            .document_ids,
+        DocumentIds::None
+    );
+    assert_eq!(
+        cfg(&[("ES_DOCUMENT_ID", "random")]).unwrap_err().var,
+        "ES_DOCUMENT_ID"
+    );
 }

@@ -77,6 +77,7 @@ pub(crate) mod test_support {
             ingested: "2026-11-24T10:00:01.000Z".into(),
             event_time: None,
             provenance: Default::default(),
+            with_id: true,
         }
     }
 

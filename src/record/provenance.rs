@@ -27,6 +27,9 @@ pub struct ObjectContext {
     pub event_time: Option<DateTime<Utc>>,
     /// The provenance fields as JSON, rendered once per object (see [`ObjectContext::provenance_json`]).
     pub provenance: std::sync::OnceLock<String>,
+    /// `ES_DOCUMENT_ID=deterministic`: the action lines of this object's documents carry their
+    /// `_id` (false for Serverless collections that refuse ids).
+    pub with_id: bool,
 }
 
 impl ObjectContext {

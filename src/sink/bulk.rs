@@ -195,6 +195,7 @@ impl BulkSink {
                     ResponseOutcome::Items(items) => {
                         let mut retry = Vec::new();
                         let mut first_retry_reason = None;
+                        let mut misconfigured = (0usize, None);
                         for (doc, item) in pending.drain(..).zip(items) {
                             match item {
                                 ItemOutcome::Done => self.settled(doc),
@@ -209,7 +210,18 @@ impl BulkSink {
                                         reason,
                                     })
                                 }
+                                // Dropping the token keeps the message: nothing to retry or
+                                // dead-letter until the configuration changes.
+                                ItemOutcome::Misconfigured(reason) => {
+                                    misconfigured.0 += 1;
+                                    misconfigured.1.get_or_insert(reason);
+                                    drop(doc);
+                                }
                             }
+                        }
+                        if let (docs, Some(reason)) = misconfigured {
+                            let first = self.health.configuration_refused(&reason);
+                            events::configuration_refused(&reason, docs, first);
                         }
                         if let Some(reason) = first_retry_reason {
                             BulkRetry::Items {
@@ -232,6 +244,24 @@ impl BulkSink {
     pub async fn probe(&self) {
         let state = self.client.probe().await;
         self.health.cluster_result(state);
+    }
+
+    /// Asks the cluster who it is; logs it once and shows it on `/readyz`. `false` while it
+    /// cannot tell (the readiness state then says why).
+    pub async fn identify(&self, es_url: &str) -> bool {
+        match self.client.identify().await {
+            Ok(identity) => {
+                let text = identity.to_string();
+                events::cluster_identified(&text, es_url);
+                self.health.cluster_identified(text);
+                self.health.cluster_result(Ok(()));
+                true
+            }
+            Err(reason) => {
+                self.health.cluster_result(Err(reason));
+                false
+            }
+        }
     }
 
     async fn send(&self, docs: &[Doc], rate_wait: Duration, attempt: u32) -> ResponseOutcome {

@@ -4,13 +4,21 @@
 //!   a backoff; a 429 also tells the rate limiter to slow down;
 //! - 413 or another 400 for the whole request: split the batch to isolate the culprit;
 //! - per item: 2xx done; 409 done (op_type `index` with the deterministic `_id`, written by
-//!   [`super::doc`]: a conflict means a writer already stored this document); 429, 5xx or
-//!   `es_rejected_execution_exception` retried alone; anything else (a mapping conflict, say)
-//!   refused for good, with the cluster's reason, for the dead-letter index.
+//!   [`super::doc`]: a conflict means a writer already stored this document); 429, 5xx or a
+//!   rejected execution (either engine's spelling, [`super::flavour`]) retried alone; Serverless's
+//!   refusal of document ids is a configuration problem (neither retried nor dead-lettered);
+//!   anything else (a mapping conflict, say) refused for good, with the cluster's reason, for the
+//!   dead-letter index.
 //!
-//! Tested with canned bodies below; a new rule is a new case here, not a change in the loop.
+//! The body may be the `filter_path` answer or the full one (AWS drops the query of some signed
+//! POSTs; Serverless rewrites bulk answers): both parse the same way.
+//!
+//! Tested with canned and recorded bodies below; a new rule is a new case here, not a change in
+//! the loop.
 
 use serde::Deserialize;
+
+use super::flavour;
 
 /// What to do with one document after an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +31,9 @@ pub enum ItemOutcome {
         error_type: String,
         reason: String,
     },
+    /// Refused because of how the worker is configured, the same for every document: neither
+    /// retried nor dead-lettered (the message is kept), and the operator is told what to change.
+    Misconfigured(String),
 }
 
 /// What to do with a whole request after an attempt.
@@ -51,12 +62,17 @@ struct BulkItem {
     error: Option<BulkError>,
 }
 
+/// An item's error: an object in every current version, a bare string in old ones.
 #[derive(Deserialize)]
-struct BulkError {
-    #[serde(rename = "type", default)]
-    error_type: String,
-    #[serde(default)]
-    reason: Option<String>,
+#[serde(untagged)]
+enum BulkError {
+    Object {
+        #[serde(rename = "type", default)]
+        error_type: String,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    Text(String),
 }
 
 /// The retry decision for one `_bulk` response; `sent` is the number of documents in the request.
@@ -67,7 +83,7 @@ pub fn classify_response(status: u16, body: &[u8], sent: usize) -> ResponseOutco
         400 | 413 => return ResponseOutcome::Split(format!("HTTP {status}: {}", snippet())),
         401 | 403 => {
             return ResponseOutcome::RetryAll(format!(
-            "HTTP {status}: check ES_USERNAME/ES_PASSWORD/ES_API_KEY and the role's privileges: {}",
+            "HTTP {status}: check ES_AUTH and its credentials (ES_USERNAME/ES_PASSWORD, ES_API_KEY, or the AWS role and ES_AWS_SERVICE/region for sigv4) and the role's privileges: {}",
             snippet()
         ))
         }
@@ -116,9 +132,9 @@ pub fn nothing_taken(outcome: &ResponseOutcome) -> Option<&str> {
             let mut first = None;
             for item in items {
                 match item {
-                    ItemOutcome::Retry(r) | ItemOutcome::Overloaded(r) => {
-                        first = first.or(Some(r.as_str()))
-                    }
+                    ItemOutcome::Retry(r)
+                    | ItemOutcome::Overloaded(r)
+                    | ItemOutcome::Misconfigured(r) => first = first.or(Some(r.as_str())),
                     ItemOutcome::Done | ItemOutcome::Reject { .. } => return None,
                 }
             }
@@ -130,7 +146,8 @@ pub fn nothing_taken(outcome: &ResponseOutcome) -> Option<&str> {
 
 fn classify_item(item: BulkItem) -> ItemOutcome {
     let (error_type, reason) = match item.error {
-        Some(e) => (e.error_type, e.reason.unwrap_or_default()),
+        Some(BulkError::Object { error_type, reason }) => (error_type, reason.unwrap_or_default()),
+        Some(BulkError::Text(reason)) => (String::new(), reason),
         None => (String::new(), String::new()),
     };
     match item.status {
@@ -138,8 +155,13 @@ fn classify_item(item: BulkItem) -> ItemOutcome {
         // op_type `index` with a deterministic id: a conflict means a writer already stored it.
         409 => ItemOutcome::Done,
         429 => ItemOutcome::Overloaded(format!("429 {error_type}: {reason}")),
-        _ if error_type == "es_rejected_execution_exception" => {
+        _ if flavour::is_rejected_execution(&error_type) => {
             ItemOutcome::Overloaded(format!("{} {error_type}: {reason}", item.status))
+        }
+        s if flavour::is_document_id_refusal(s, &error_type, &reason) => {
+            ItemOutcome::Misconfigured(format!(
+                "{s} {error_type}: {reason}: this OpenSearch Serverless collection (TIMESERIES or VECTOR) refuses document ids; set ES_DOCUMENT_ID=none, or use a SEARCH collection"
+            ))
         }
         500..=599 => ItemOutcome::Retry(format!("{} {error_type}: {reason}", item.status)),
         s => ItemOutcome::Reject {
@@ -251,6 +273,111 @@ mod tests {
         assert_eq!(
             nothing_taken(&ResponseOutcome::Overloaded("429 whole".into())),
             Some("429 whole")
+        );
+    }
+
+    fn fixture(path: &str) -> Vec<u8> {
+        let p = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
+        std::fs::read(format!("{p}{path}")).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// The statuses recorded in a fixture's items, to compare the outcome with.
+    fn recorded_statuses(body: &[u8]) -> Vec<u16> {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                i.as_object().unwrap().values().next().unwrap()["status"]
+                    .as_u64()
+                    .unwrap() as u16
+            })
+            .collect()
+    }
+
+    #[test]
+    fn recorded_answers_of_every_flavour_full_or_filtered() {
+        for dir in ["es/9.5.3", "es/8.19.21", "opensearch/2.19.6"] {
+            for name in [
+                "bulk-mapping-conflict",
+                "bulk-mapping-conflict-filtered",
+                "bulk-write-rejected",
+                "bulk-write-rejected-filtered",
+            ] {
+                let body = fixture(&format!("{dir}/{name}.json"));
+                let statuses = recorded_statuses(&body);
+                let ResponseOutcome::Items(items) = classify_response(200, &body, statuses.len())
+                else {
+                    panic!("{dir}/{name}: not classified per item")
+                };
+                for (status, item) in statuses.iter().zip(&items) {
+                    match status {
+                        200 | 201 => assert_eq!(*item, ItemOutcome::Done, "{dir}/{name}"),
+                        429 => assert!(
+                            matches!(item, ItemOutcome::Overloaded(r) if r.contains("rejected_execution_exception")),
+                            "{dir}/{name}: {item:?}"
+                        ),
+                        400 => assert!(
+                            matches!(item, ItemOutcome::Reject { error_type, reason }
+                                if error_type.ends_with("parsing_exception") && reason.contains("failed to parse") || reason.contains("object mapping")),
+                            "{dir}/{name}: {item:?}"
+                        ),
+                        s => panic!("{dir}/{name}: unexpected recorded status {s}"),
+                    }
+                }
+            }
+        }
+        // The flood-stage block and indexing pressure, as Elasticsearch answers them.
+        for dir in ["es/9.5.3", "es/8.19.21"] {
+            let body = fixture(&format!("{dir}/bulk-read-only-allow-delete.json"));
+            assert!(matches!(
+                classify_response(200, &body, 1),
+                ResponseOutcome::Items(items) if matches!(&items[0], ItemOutcome::Overloaded(r) if r.contains("cluster_block_exception"))
+            ));
+            let body = fixture(&format!("{dir}/bulk-indexing-pressure-rejected.json"));
+            assert!(matches!(
+                classify_response(429, &body, 40),
+                ResponseOutcome::Overloaded(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn opensearch_spelling_without_a_429_status_is_still_a_rejection() {
+        let body = br#"{"errors":true,"items":[{"index":{"status":503,"error":{"type":"rejected_execution_exception","reason":"rejected execution of ... on OpenSearchThreadPoolExecutor[name = n/write]"}}}]}"#;
+        let ResponseOutcome::Items(items) = classify_response(200, body, 1) else {
+            panic!()
+        };
+        assert!(matches!(items[0], ItemOutcome::Overloaded(_)));
+    }
+
+    #[test]
+    fn serverless_document_id_refusal_is_a_configuration_problem() {
+        // What Serverless answers (and the proxy's aoss mode merges), unfiltered.
+        let body = br#"{"took":3,"errors":true,"items":[
+            {"index":{"_index":"logs","_id":"9c1f","status":400,"error":{"type":"illegal_argument_exception","reason":"Document ID is not supported in create/index operation request"}}},
+            {"index":{"_index":"logs","_id":"x1","_version":1,"result":"created","status":201}}]}"#;
+        let ResponseOutcome::Items(items) = classify_response(200, body, 2) else {
+            panic!()
+        };
+        assert!(
+            matches!(&items[0], ItemOutcome::Misconfigured(r) if r.contains("ES_DOCUMENT_ID=none")),
+            "{:?}",
+            items[0]
+        );
+        assert_eq!(items[1], ItemOutcome::Done);
+    }
+
+    #[test]
+    fn an_old_engines_string_error_is_read_too() {
+        let body = br#"{"errors":true,"items":[{"index":{"_id":"a","status":400,"error":"MapperParsingException[failed to parse [v]]"}}]}"#;
+        assert_eq!(
+            classify_response(200, body, 1),
+            ResponseOutcome::Items(vec![ItemOutcome::Reject {
+                error_type: "http_400".into(),
+                reason: "MapperParsingException[failed to parse [v]]".into()
+            }])
         );
     }
 

@@ -2,7 +2,8 @@
 //!
 //! The action line written here (`{"index":{"_id":…,"_index":…}}`, op_type `index` with the
 //! deterministic `_id`) is what makes a 409 from the cluster mean "already stored": see
-//! [`super::classify`], which relies on it.
+//! [`super::classify`], which relies on it. With `ES_DOCUMENT_ID=none` the line has no `_id`
+//! (`{"index":{"_index":…}}`): the cluster picks one, and a redelivery duplicates.
 
 use std::cell::RefCell;
 use std::io::Write as _;
@@ -59,9 +60,14 @@ impl Doc {
                 *buf = BytesMut::with_capacity(BODY_BLOCK);
             }
             // Same bytes as serializing {"index":{"_id":…,"_index":…}} (keys in map order).
-            buf.extend_from_slice(b"{\"index\":{\"_id\":\"");
-            buf.extend_from_slice(n.id.as_bytes());
-            buf.extend_from_slice(b"\",\"_index\":");
+            if origin.with_id {
+                buf.extend_from_slice(b"{\"index\":{\"_id\":\"");
+                buf.extend_from_slice(n.id.as_bytes());
+                buf.extend_from_slice(b"\",\"_index\":");
+            } else {
+                // ES_DOCUMENT_ID=none: the cluster picks an id.
+                buf.extend_from_slice(b"{\"index\":{\"_index\":");
+            }
             write_json_str(&mut buf, &n.index);
             buf.extend_from_slice(b"}}\n");
             let source_at = buf.len();
@@ -146,6 +152,7 @@ mod tests {
             ingested: "2026-11-24T10:00:00.000Z".into(),
             event_time: None,
             provenance: Default::default(),
+            with_id: true,
         })
     }
 

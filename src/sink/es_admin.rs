@@ -1,8 +1,7 @@
-//! [`ClusterAdmin`] for the real cluster: the same client (and so the same auth, TLS and
-//! timeout) as the bulk requests.
+//! [`ClusterAdmin`] for the real cluster: the same client and request path (and so the same
+//! auth, SigV4 signing, compression, TLS and timeout) as the bulk requests.
 
 use bytes::Bytes;
-use elasticsearch::http::headers::HeaderMap;
 use elasticsearch::http::Method;
 use serde_json::Value;
 
@@ -11,45 +10,18 @@ use super::es::EsClient;
 use super::TransportError;
 
 impl EsClient {
+    /// One admin call through [`EsClient::request`]: compressed and, with `ES_AUTH=sigv4`,
+    /// signed like every bulk request (an unsigned template PUT would be refused by AWS).
     async fn admin(
         &self,
         method: Method,
         path: &str,
         body: Option<Value>,
     ) -> Result<AdminReply, TransportError> {
-        let (path, query) = path.split_once('?').unwrap_or((path, ""));
-        let query: Vec<(&str, &str)> = query
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| p.split_once('=').unwrap_or((p, "")))
-            .collect();
+        let path = format!("/{}", path.trim_start_matches('/'));
         let body = body.map(|b| Bytes::from(b.to_string()));
-        let resp = self
-            .client
-            .send(
-                method,
-                &format!("/{}", path.trim_start_matches('/')),
-                HeaderMap::new(),
-                (!query.is_empty()).then_some(&query),
-                body,
-                None,
-            )
-            .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    TransportError::Timeout(e.to_string())
-                } else {
-                    TransportError::Failed(e.to_string())
-                }
-            })?;
-        let status = resp.status_code().as_u16();
-        match resp.bytes().await {
-            Ok(body) => Ok(AdminReply { status, body }),
-            Err(e) => Err(TransportError::Body {
-                status,
-                reason: e.to_string(),
-            }),
-        }
+        let (status, body) = self.request(method, &path, body, None).await?;
+        Ok(AdminReply { status, body })
     }
 }
 

@@ -222,6 +222,17 @@ impl BulkClient for MemoryCluster {
             None => Ok(()),
         }
     }
+
+    async fn identify(&self) -> Result<super::ClusterIdentity, String> {
+        self.probe().await?;
+        Ok(super::ClusterIdentity {
+            flavour: super::flavour::Flavour::OpenSearch,
+            version: Some("in-memory".into()),
+            build: None,
+            cluster_name: None,
+            hosted: None,
+        })
+    }
 }
 
 fn error(error_type: &str, reason: &str) -> Value {

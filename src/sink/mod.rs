@@ -7,7 +7,8 @@
 //! ```
 //!
 //! The cluster is behind one small trait, [`BulkClient`]: post a `_bulk` body and get the status
-//! and body back (or a transport error), and probe. `es::EsClient` is the real one; everything
+//! and body back (or a transport error), probe, identify. `es::EsClient` is the real one (auth,
+//! gzip, SigV4 with `sigv4.rs`); `flavour.rs` holds what differs between engines; everything
 //! above it (batching, rate, retry decisions, dead letters) is the same whatever the client.
 //! Every document carries its message's ack token; the sink resolves it (indexed or
 //! dead-lettered) or drops it (the message is then kept for another try).
@@ -25,13 +26,16 @@ pub(crate) mod classify;
 pub(crate) mod doc;
 pub(crate) mod es;
 mod es_admin;
+pub mod flavour;
 pub mod memory;
 pub(crate) mod rate_limiter;
 pub mod retention;
 pub mod setup;
+pub(crate) mod sigv4;
 pub mod upkeep;
 
 pub use doc::Doc;
+pub use flavour::ClusterIdentity;
 
 /// What a cluster answered to one `_bulk` request, whatever its status.
 #[derive(Debug, Clone)]
@@ -60,11 +64,13 @@ pub enum TransportError {
 /// and returns any HTTP answer as `Ok` (4xx and 5xx included: the caller classifies them); `Err`
 /// only when no complete answer came. It does not retry: the caller retries through the rate
 /// limiter. [`BulkClient::probe`] makes one cheap request and says whether the cluster answered
-/// with success, or why not.
+/// with success, or why not; [`BulkClient::identify`] says who the cluster is (flavour and
+/// version), or why it cannot tell.
 #[async_trait::async_trait]
 pub trait BulkClient: Send + Sync {
     async fn bulk(&self, body: Bytes) -> Result<BulkReply, TransportError>;
     async fn probe(&self) -> Result<(), String>;
+    async fn identify(&self) -> Result<ClusterIdentity, String>;
 }
 
 #[cfg(test)]

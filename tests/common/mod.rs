@@ -13,6 +13,7 @@
 //! [`SearchServer::all_docs`] refresh the indices they read first.
 #![allow(dead_code)]
 
+pub mod aws_tools;
 pub mod proxy;
 pub mod search;
 pub mod tmux;

@@ -100,6 +100,8 @@ pub struct ProxyState {
     pub connections: AtomicU64,
     pub dropped_connections: AtomicU64,
     pub requests: AtomicU64,
+    /// Requests whose body came gzip-compressed (inflated before anything else looks at it).
+    pub gzip_requests: AtomicU64,
     pub bulk_requests: AtomicU64,
     pub bulk_failed_injected: AtomicU64,
     pub bulk_docs: AtomicU64,
@@ -372,6 +374,7 @@ impl Proxy {
             connections: AtomicU64::new(0),
             dropped_connections: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            gzip_requests: AtomicU64::new(0),
             bulk_requests: AtomicU64::new(0),
             bulk_failed_injected: AtomicU64::new(0),
             bulk_docs: AtomicU64::new(0),
@@ -475,6 +478,8 @@ struct Request {
     target: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// The body came gzip-compressed (and was inflated).
+    gzipped: bool,
 }
 
 impl Request {
@@ -513,6 +518,7 @@ async fn read_request<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Opt
         target,
         headers,
         body: Vec::new(),
+        gzipped: false,
     };
     let chunked = req
         .header("transfer-encoding")
@@ -546,6 +552,23 @@ async fn read_request<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Opt
             read_more(s, buf).await?;
         }
         req.body = buf.drain(..len).collect();
+    }
+    // The worker gzips bulk bodies by default (ES_COMPRESSION): the faults and counts here are
+    // about documents, so the body is inflated and forwarded plain.
+    if req
+        .header("content-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"))
+    {
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::MultiGzDecoder::new(&req.body[..]),
+            &mut plain,
+        )
+        .ok()?;
+        req.body = plain;
+        req.headers
+            .retain(|(k, _)| !k.eq_ignore_ascii_case("content-encoding"));
+        req.gzipped = true;
     }
     Some(req)
 }
@@ -586,6 +609,9 @@ async fn serve_conn<S: Conn>(mut s: S, state: Arc<ProxyState>, http: reqwest::Cl
             return;
         };
         state.requests.fetch_add(1, Ordering::SeqCst);
+        if req.gzipped {
+            state.gzip_requests.fetch_add(1, Ordering::SeqCst);
+        }
         if state.is_down().is_some() {
             let _ = s.tcp().set_zero_linger();
             return;
