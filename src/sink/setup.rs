@@ -165,6 +165,22 @@ pub fn templates(
     ]
 }
 
+/// `templates` for OpenSearch Serverless: mappings only. A collection manages its own shards,
+/// replicas and refreshes and refuses index settings, and it has no `_cluster/health` to count
+/// data nodes with.
+pub fn for_serverless(templates: Vec<Template>) -> Vec<Template> {
+    templates
+        .into_iter()
+        .map(|t| {
+            let mut body = t.body;
+            if let Some(inner) = body.get_mut("template").and_then(Value::as_object_mut) {
+                inner.remove("settings");
+            }
+            versioned(t.name, body)
+        })
+        .collect()
+}
+
 /// `body` with its version in `_meta` (the user's own `_meta` keys kept).
 fn versioned(name: String, mut body: Value) -> Template {
     if let Some(m) = body.as_object_mut() {

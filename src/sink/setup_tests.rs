@@ -229,3 +229,14 @@ async fn forbidden_is_reported_once_and_stops_trying() {
     );
     assert_eq!(admin.requests().len(), 1);
 }
+
+#[test]
+fn serverless_templates_carry_mappings_only() {
+    let t = super::for_serverless(built(&[], 0));
+    for t in &t {
+        assert!(t.body["template"].get("settings").is_none(), "{}", t.body);
+        assert!(t.body["template"]["mappings"].is_object(), "{}", t.body);
+        assert_eq!(t.body["_meta"]["f4a_template_version"], t.version);
+    }
+    assert_ne!(t[0].version, built(&[], 0)[0].version);
+}

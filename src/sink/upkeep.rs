@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::admin::ClusterAdmin;
 use super::setup::{self, SetupOutcome};
-use crate::config::{Config, SetupMode};
+use crate::config::{AwsService, AwsSigning, Config, EsAuth, SetupMode};
 
 /// How often the setup is checked and old indices are deleted.
 pub const EVERY: Duration = Duration::from_secs(3600);
@@ -25,14 +25,27 @@ pub async fn set_up(cfg: &Config, admin: &dyn ClusterAdmin) -> Vec<SetupOutcome>
     if s.mode == SetupMode::Off {
         return vec![];
     }
-    let replicas = setup::replicas(admin, s.replicas).await;
-    let templates = setup::templates(
+    let serverless = matches!(
+        &cfg.sink.es.auth,
+        EsAuth::SigV4(AwsSigning {
+            service: AwsService::Aoss,
+            ..
+        })
+    );
+    let replicas = match serverless {
+        true => 0, // left out below
+        false => setup::replicas(admin, s.replicas).await,
+    };
+    let mut templates = setup::templates(
         s,
         &cfg.record.index,
         &cfg.record.dead_letter_index,
         replicas,
         cfg.cluster.index_mode == crate::config::IndexMode::DataStream,
     );
+    if serverless {
+        templates = setup::for_serverless(templates);
+    }
     setup::ensure(admin, s.mode, &templates).await
 }
 
