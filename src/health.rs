@@ -5,7 +5,9 @@
 //!   has been stuck for longer than a long poll plus a minute.
 //! - `GET /readyz` — readiness: 200 once SQS and the cluster have both answered, 503 `degraded`
 //!   with the reason while either fails (a cluster that is down, refusing bulk requests, or
-//!   rejecting credentials). Bodies are JSON; the endpoint serves no data.
+//!   rejecting credentials). Bodies are JSON; the endpoint serves no data. With a fleet budget
+//!   the body also has `fleet` (mode, live tasks, own share, last table error); a fallback share
+//!   is safe and does not make the task unready.
 //!
 //! `f4a-indexer healthcheck` ([`check`]) calls `/healthz` for images without curl.
 
@@ -34,6 +36,8 @@ pub struct Health {
     sqs: Mutex<Option<Result<(), String>>>,
     cluster: Mutex<Option<Result<(), String>>>,
     last_cluster_report_ms: AtomicU64,
+    /// The fleet state (`FLEET_DOCS_PER_SEC`), as shown on `/readyz`.
+    fleet: Mutex<Option<serde_json::Value>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -51,6 +55,7 @@ impl Health {
             sqs: Mutex::new(None),
             cluster: Mutex::new(None),
             last_cluster_report_ms: AtomicU64::new(0),
+            fleet: Mutex::new(None),
         })
     }
 
@@ -85,6 +90,11 @@ impl Health {
             _ => {}
         }
         *c = Some(r);
+    }
+
+    /// The fleet state for `/readyz`.
+    pub fn fleet_state(&self, state: serde_json::Value) {
+        *lock(&self.fleet) = Some(state);
     }
 
     /// Time since the cluster state was last reported (the probe skips a busy pipeline).
@@ -123,10 +133,11 @@ impl Health {
         } else {
             "degraded"
         };
-        (
-            ready,
-            json!({"status": status, "sqs": sqs, "cluster": cluster}),
-        )
+        let mut body = json!({"status": status, "sqs": sqs, "cluster": cluster});
+        if let Some(fleet) = lock(&self.fleet).clone() {
+            body["fleet"] = fleet;
+        }
+        (ready, body)
     }
 }
 

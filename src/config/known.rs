@@ -5,7 +5,7 @@
 use super::env::ConfigError;
 
 /// Prefixes the worker owns: every variable starting with one of them must be in [`KNOWN`].
-pub const PREFIXES: [&str; 10] = [
+pub const PREFIXES: [&str; 11] = [
     "ES_",
     "SQS_",
     "BULK_",
@@ -16,11 +16,12 @@ pub const PREFIXES: [&str; 10] = [
     "HEALTH_",
     "SHUTDOWN_",
     "TIMESTAMP_",
+    "FLEET_",
 ];
 
 /// Every variable under [`PREFIXES`] that the configuration reads (a unit test keeps the two in
 /// step, another checks that the README documents each).
-pub const KNOWN: [&str; 29] = [
+pub const KNOWN: [&str; 32] = [
     "SQS_QUEUE_URL",
     "SQS_MAX_MESSAGES",
     "SQS_WAIT_TIME_SECONDS",
@@ -50,6 +51,9 @@ pub const KNOWN: [&str; 29] = [
     "RETRY_MAX_BACKOFF_MS",
     "SHUTDOWN_TIMEOUT_SECS",
     "HEALTH_ADDR",
+    "FLEET_DOCS_PER_SEC",
+    "FLEET_TABLE",
+    "FLEET_MAX_TASKS",
 ];
 
 /// The first variable (in name order) under the worker's prefixes that it does not know, as an

@@ -20,7 +20,7 @@ mod tests;
 
 use env::{err, Env};
 pub use env::{ConfigError, IndexPattern};
-use sections::{otel_settings, rate, record, sink, source, worker};
+use sections::{fleet, otel_settings, rate, record, sink, source, worker};
 
 /// How the worker authenticates to the cluster.
 #[derive(Clone, PartialEq, Eq)]
@@ -73,8 +73,25 @@ pub struct Config {
     pub record: RecordConfig,
     pub sink: SinkConfig,
     pub rate: RateConfig,
+    /// `None`: no fleet budget (`FLEET_DOCS_PER_SEC` unset), each task has its own rate.
+    pub fleet: Option<FleetConfig>,
     pub telemetry: TelemetryConfig,
     pub worker: WorkerConfig,
+}
+
+/// One insert budget for the whole service, shared through a DynamoDB table (`FLEET_*`).
+/// With it, [`RateConfig::docs_per_sec`] is the budget and each task sends at its share of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// `FLEET_DOCS_PER_SEC`: documents per second for all tasks together.
+    pub docs_per_sec: u32,
+    /// `FLEET_TABLE`: the DynamoDB table of members (created if missing).
+    pub table: String,
+    /// `FLEET_MAX_TASKS`: most tasks that can run at once (rolling deployments included); the
+    /// fallback share is `docs_per_sec / max_tasks`.
+    pub max_tasks: u32,
+    /// `AWS_ENDPOINT_URL_DYNAMODB`, else `AWS_ENDPOINT_URL`.
+    pub endpoint_url: Option<String>,
 }
 
 /// The queue and the AWS SDK (`SQS_*`, `AWS_*`).
@@ -252,6 +269,7 @@ impl Config {
             sink: sink(&env)?,
             record: record(&env)?,
             rate: rate(&env)?,
+            fleet: fleet(&env)?,
             worker: worker(&env)?,
             telemetry: TelemetryConfig {
                 log_format: match env.string("LOG_FORMAT").as_deref() {

@@ -19,6 +19,7 @@ pub(crate) mod bulk;
 pub(crate) mod classify;
 pub(crate) mod doc;
 pub(crate) mod es;
+pub mod fleet;
 pub mod memory;
 pub(crate) mod rate_limiter;
 

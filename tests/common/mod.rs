@@ -11,6 +11,7 @@
 //! [`SearchServer::all_docs`] refresh the indices they read first.
 #![allow(dead_code)]
 
+pub mod moto;
 pub mod proxy;
 pub mod search;
 
