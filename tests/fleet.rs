@@ -21,8 +21,9 @@ async fn three_workers_share_one_budget() {
     let w = World::new("fleet3").await;
     let proxy = Proxy::start(&w.es.url).await;
     proxy.state.sink.store(true, Ordering::SeqCst);
-    // 40 s at the budget, times 1.5.
-    let (objects, per_object) = (36, 1000);
+    // 40 s at the budget, times 1.6, in small objects: with two messages in flight per worker
+    // none runs dry while the queue has work (an idle task keeps its share).
+    let (objects, per_object) = (80, 500);
     for k in 0..objects {
         w.aws
             .put(
@@ -39,6 +40,8 @@ async fn three_workers_share_one_budget() {
     assert_eq!(seen, objects as u64, "notifications of the backlog");
     let mut env = w.env();
     env.insert("ES_URL".into(), proxy.url.clone());
+    // The harness sets a per-task rate; a fleet budget replaces it.
+    env.remove("RATE_LIMIT_DOCS_PER_SEC");
     env.insert("FLEET_DOCS_PER_SEC".into(), BUDGET.to_string());
     env.insert("FLEET_TABLE".into(), unique("f4a-fleet"));
     env.insert("FLEET_MAX_TASKS".into(), "6".into());
@@ -47,6 +50,7 @@ async fn three_workers_share_one_budget() {
     env.insert("BULK_MAX_DOCS".into(), BATCH.to_string());
     env.insert("SHUTDOWN_TIMEOUT_SECS".into(), "3".into());
     env.insert("HEALTH_ADDR".into(), "off".into());
+    env.insert("MAX_IN_FLIGHT_MESSAGES".into(), "2".into());
     let mut workers: Vec<Worker> = (0..3).map(|_| Worker::spawn(&env, &[])).collect();
     // Joining (a few seconds without sending), then shares settle: measure 30 windows after
     // the first 10 of traffic.
