@@ -14,6 +14,10 @@
 //!   → `Doc::encode`, docs gathered into batches of `BULK_MAX_DOCS` and concatenated into one
 //!   body as the bulk sink does, each document's ack token resolved.
 //! - `stages`: the same path cut after each stage (cumulative), to see where the time goes.
+//! - `decompress`: the cost of each accepted compression (issue 15): the input's records packed
+//!   in memory as gzip (the input file itself), zstd (level 3), the Snappy framing format,
+//!   Hadoop Snappy (256 KiB blocks, as Hadoop writes) and ZIP (one deflate entry), each read back
+//!   through `record::decompress::open` to the last byte.
 //!
 //! Runs alternate between the variants and the best run of each counts (noisy shared machines:
 //! the minimum is the least disturbed).
@@ -26,7 +30,8 @@ use bytes::BytesMut;
 use chrono::{DateTime, Utc};
 use f4a_indexer::ack::{AckGroup, Delivered};
 use f4a_indexer::config::Config;
-use f4a_indexer::record::decompress::decompress;
+use f4a_indexer::record::decompress::{decompress, open, Content};
+use f4a_indexer::record::zip::Entry;
 use f4a_indexer::record::{Decoder, Framer, Normalizer, ObjectContext};
 use f4a_indexer::sink::Doc;
 use flate2::read::MultiGzDecoder;
@@ -123,6 +128,8 @@ fn pipeline(gz: &Arc<[u8]>, normalizer: &Normalizer, max_docs: usize, stage: Sta
             body.extend_from_slice(&d.body);
         }
         std::hint::black_box(body.freeze());
+        // As Reader::flush: the chunk counted for /status (one relaxed add).
+        f4a_indexer::status::board().docs_in(batch.len());
         o.out_bytes += size as u64;
         for d in batch.drain(..) {
             d.ack.resolve(Delivered::Indexed);
@@ -163,6 +170,69 @@ fn pipeline(gz: &Arc<[u8]>, normalizer: &Normalizer, max_docs: usize, stage: Sta
     }
     flush(&mut batch, &mut o);
     o.in_bytes = framer.position();
+    o
+}
+
+/// `plain` packed in each accepted compression but gzip: (name, bytes).
+fn packed(plain: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    use std::io::Write;
+    let zstd = zstd::encode_all(plain, 3).expect("zstd into a Vec");
+    let mut w = snap::write::FrameEncoder::new(Vec::new());
+    w.write_all(plain).expect("snappy into a Vec");
+    let snappy = w.into_inner().expect("snappy into a Vec");
+    let mut hadoop = Vec::new();
+    for block in plain.chunks(256 * 1024) {
+        let c = snap::raw::Encoder::new()
+            .compress_vec(block)
+            .expect("snappy block");
+        hadoop.extend((block.len() as u32).to_be_bytes());
+        hadoop.extend((c.len() as u32).to_be_bytes());
+        hadoop.extend(c);
+    }
+    let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(plain).expect("deflate into a Vec");
+    let deflated = e.finish().expect("deflate into a Vec");
+    let mut crc = flate2::Crc::new();
+    crc.update(plain);
+    let mut zip = b"PK\x03\x04\x14\x00\x00\x00\x08\x00\x00\x00\x00\x00".to_vec();
+    zip.extend(crc.sum().to_le_bytes());
+    zip.extend((deflated.len() as u32).to_le_bytes());
+    zip.extend((plain.len() as u32).to_le_bytes());
+    zip.extend((b"a.ndjson".len() as u16).to_le_bytes());
+    zip.extend(0u16.to_le_bytes());
+    zip.extend(b"a.ndjson");
+    zip.extend(deflated);
+    zip.extend(b"PK\x05\x06");
+    zip.extend([0; 18]);
+    vec![
+        ("zstd", zstd),
+        ("snappy", snappy),
+        ("hadoop-snappy", hadoop),
+        ("zip", zip),
+    ]
+}
+
+/// Reads `data` through the worker's decompression to the last byte; the bytes it yields.
+fn decompress_all(data: &Arc<[u8]>) -> Outcome {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut o = Outcome::default();
+    let mut drain = |r: &mut dyn Read, o: &mut Outcome| loop {
+        let n = r.read(&mut buf).expect("decompress");
+        if n == 0 {
+            break;
+        }
+        o.in_bytes += n as u64;
+    };
+    match open(Cursor::new(data.clone())).expect("open").1 {
+        Content::Stream(mut r) => drain(&mut r, &mut o),
+        Content::Zip(mut entries) => {
+            while let Some(e) = entries.next_entry().expect("zip entry") {
+                if let Entry::Data { mut reader, .. } = e {
+                    drain(&mut reader, &mut o);
+                }
+            }
+        }
+    }
     o
 }
 
@@ -229,6 +299,37 @@ fn main() {
             Box::new(|| pipeline(&gz, &normalizer, max_docs, Stage::Normalize)),
         ),
     ];
+    // Decompression per format, on the same records.
+    let mut plain = Vec::new();
+    decompress(Cursor::new(gz.clone()))
+        .and_then(|mut r| r.read_to_end(&mut plain))
+        .expect("decompress the input");
+    let mut formats: Vec<(&str, Arc<[u8]>)> = vec![("gzip", gz.clone())];
+    formats.extend(packed(&plain).into_iter().map(|(n, b)| (n, b.into())));
+    drop(plain);
+    let mut decompressed = serde_json::Map::new();
+    for (name, data) in &formats {
+        let mut times = Vec::new();
+        let mut o = Outcome::default();
+        for _ in 0..runs {
+            let started = Instant::now();
+            o = decompress_all(data);
+            times.push(started.elapsed().as_secs_f64());
+        }
+        let secs = times.iter().copied().fold(f64::MAX, f64::min);
+        decompressed.insert(
+            (*name).into(),
+            serde_json::json!({
+                "compressed_bytes": data.len(),
+                "uncompressed_bytes": o.in_bytes,
+                "best_secs": secs,
+                "all_secs": times,
+                "mb_per_sec": o.in_bytes as f64 / 1e6 / secs,
+                "ratio": o.in_bytes as f64 / data.len() as f64,
+            }),
+        );
+    }
+    drop(formats);
     let mut best: Vec<(Duration, Outcome)> =
         vec![(Duration::MAX, Outcome::default()); variants.len()];
     let mut all: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
@@ -247,6 +348,7 @@ fn main() {
     out.insert("file".into(), file.clone().into());
     out.insert("compressed_bytes".into(), (gz.len() as u64).into());
     out.insert("runs".into(), (runs as u64).into());
+    out.insert("decompress".into(), decompressed.into());
     for (i, (name, _)) in variants.iter().enumerate() {
         let (took, o) = best[i];
         let secs = took.as_secs_f64();

@@ -459,6 +459,12 @@ def table(res: dict) -> str:
         per_doc = [p[k]["best_secs"] / w["docs"] * 1e6 for _, k in st]
         parts = [f"{n} {per_doc[i] - (per_doc[i - 1] if i else 0):.2f}" for i, (n, _) in enumerate(st)]
         row("Pipeline cost per doc by stage (µs)", ", ".join(parts))
+        dz = p.get("decompress")
+        if dz:
+            docs = w["docs"] or 1
+            row("Decompression per format, 1 thread (MB/s of output; µs per doc; ratio)",
+                "; ".join(f"{n} {d['mb_per_sec']:.0f} MB/s, {d['best_secs'] / docs * 1e6:.2f} µs, {d['ratio']:.1f}×"
+                          for n, d in dz.items()))
     e = res.get("e2e")
     if e:
         row(f"End to end, rate limit off ({e['docs'] / 1e3:.0f}k docs of ~{e['avg_record_bytes']:.0f} B)",

@@ -223,6 +223,63 @@ def applog_fixture() -> tuple[list[dict], dict[str, int]]:
     return logs, by_day
 
 
+def elasticsearch_log() -> bytes:
+    """Elasticsearch 6.x's plain-text server log (log4j2 pattern `[%d{ISO8601}][%-5p][%-25c{1.}] %m%n`):
+    start-up, index creation, mapping updates, a warning with a stack trace (tab-indented `at` lines),
+    GC overhead lines and a few lines that start with `{` or a digit."""
+    rng = random.Random(SEED + 5)
+    t = datetime(2018, 5, 17, 8, 29, 12, 177000, tzinfo=timezone.utc)
+    node = "es-node-1"
+    out = []
+
+    def line(level: str, logger: str, msg: str) -> None:
+        nonlocal t
+        t += timedelta(milliseconds=rng.randint(1, 900))
+        stamp = t.strftime("%Y-%m-%dT%H:%M:%S,") + f"{t.microsecond // 1000:03d}"
+        out.append(f"[{stamp}][{level:<5}][{logger:<25}] [{node}] {msg}")
+
+    line("INFO", "o.e.n.Node", "initializing ...")
+    line("INFO", "o.e.e.NodeEnvironment", "using [1] data paths, mounts [[/ (overlay)]], net usable_space [41.2gb], net total_space [58.4gb], types [overlay]")
+    line("INFO", "o.e.e.NodeEnvironment", "heap size [1007.3mb], compressed ordinary object pointers [true]")
+    line("INFO", "o.e.n.Node", "version[6.2.4], pid[1], build[ccec39f/2018-04-12T20:37:28.497551Z], OS[Linux/4.9.87-linuxkit-aufs/amd64], JVM[Oracle Corporation/OpenJDK 64-Bit Server VM/1.8.0_161/25.161-b14]")
+    for m in ["aggs-matrix-stats", "analysis-common", "ingest-common", "lang-expression", "lang-painless", "mapper-extras", "parent-join", "percolator", "reindex", "repository-url", "transport-netty4"]:
+        line("INFO", "o.e.p.PluginsService", f"loaded module [{m}]")
+    line("INFO", "o.e.d.DiscoveryModule", "using discovery type [zen]")
+    line("INFO", "o.e.n.Node", "initialized")
+    line("INFO", "o.e.n.Node", "starting ...")
+    line("INFO", "o.e.t.TransportService", "publish_address {172.17.0.2:9300}, bound_addresses {0.0.0.0:9300}")
+    line("INFO", "o.e.c.s.MasterService", f"zen-disco-elected-as-master ([0] nodes joined), reason: new_master {{{node}}}{{Wq3pZ1xTQ0mJ2v7kS9d3aA}}{{172.17.0.2}}{{172.17.0.2:9300}}")
+    line("INFO", "o.e.h.n.Netty4HttpServerTransport", "publish_address {172.17.0.2:9200}, bound_addresses {0.0.0.0:9200}")
+    line("INFO", "o.e.n.Node", "started")
+    line("INFO", "o.e.g.GatewayService", "recovered [3] indices into cluster_state")
+    for day in range(17, 17 + 8):
+        idx = f"logstash-2018.05.{day:02d}"
+        line("INFO", "o.e.c.m.MetaDataCreateIndexService", f"[{idx}] creating index, cause [auto(bulk api)], templates [logstash], shards [5]/[1], mappings [_default_, doc]")
+        line("INFO", "o.e.c.m.MetaDataMappingService", f"[{idx}/{rng.randrange(16**8):08x}] update_mapping [doc]")
+        line("INFO", "o.e.c.r.a.AllocationService", f"Cluster health status changed from [RED] to [YELLOW] (reason: [shards started [[{idx}][{rng.randint(0, 4)}]] ...]).")
+    line("WARN", "o.e.m.j.JvmGcMonitorService", "[gc][young][3412][87] duration [1.2s], collections [1]/[1.6s], total [1.2s]/[9.8s], memory [612.4mb]->[318.2mb]/[1007.3mb]")
+    line("INFO", "o.e.m.j.JvmGcMonitorService", "[gc][3412] overhead, spent [1.2s] collecting in the last [1.6s]")
+    line("WARN", "r.suppressed", "path: /logstash-2018.05.19/doc/_search, params: {index=logstash-2018.05.19, type=doc}")
+    out.append("org.elasticsearch.action.search.SearchPhaseExecutionException: all shards failed")
+    for frame in ["org.elasticsearch.action.search.AbstractSearchAsyncAction.onPhaseFailure(AbstractSearchAsyncAction.java:274) [elasticsearch-6.2.4.jar:6.2.4]",
+                  "org.elasticsearch.action.search.AbstractSearchAsyncAction.executeNextPhase(AbstractSearchAsyncAction.java:132) [elasticsearch-6.2.4.jar:6.2.4]",
+                  "org.elasticsearch.action.search.InitialSearchPhase.onShardFailure(InitialSearchPhase.java:105) [elasticsearch-6.2.4.jar:6.2.4]"]:
+        out.append("\tat " + frame)
+    out.append("Caused by: org.elasticsearch.index.query.QueryShardException: No mapping found for [@timestamp] in order to sort on")
+    out.append("\t... 12 more")
+    line("DEBUG", "o.e.a.b.TransportShardBulkAction", "[logstash-2018.05.20][2] failed to execute bulk item (index) BulkShardRequest [[logstash-2018.05.20][2]] containing [index {[logstash-2018.05.20][doc][AWN9], source[{\"message\":\"x\",\"@timestamp\":\"bad\"}]}]")
+    out.append("{ this line starts with a brace but is a log message, not JSON }")
+    out.append("{cluster.name=docker-cluster, node.name=es-node-1}")
+    out.append("2018-05-17 08:31:02 a line from another appender that starts with a digit")
+    out.append("\"quoted\" free text, then [brackets] and {braces}")
+    out.append("[] an empty pair of brackets, then text")
+    line("INFO", "o.e.n.Node", "stopping ...")
+    line("INFO", "o.e.n.Node", "stopped")
+    line("INFO", "o.e.n.Node", "closing ...")
+    line("INFO", "o.e.n.Node", "closed")
+    return ("\n".join(out) + "\n").encode()
+
+
 def build_fixtures() -> tuple[dict[str, bytes], dict]:
     files: dict[str, bytes] = {}
     man: dict = {}
@@ -300,6 +357,18 @@ def build_fixtures() -> tuple[dict[str, bytes], dict]:
         "exercises": "uncompressed body; non-JSON text lines become {\"message\": line}",
     }
 
+    files["elasticsearch.log"] = elasticsearch_log()
+    es_lines = [l for l in files["elasticsearch.log"].decode().split("\n") if l.strip()]
+    man["elasticsearch.log"] = {
+        "format": "text lines (Elasticsearch's plain-text server log)", "compression": "none",
+        "records": len(es_lines), "indexed": len(es_lines), "dead_letter": 0,
+        "lines_starting_with_bracket": sum(l.startswith("[") for l in es_lines),
+        "lines_starting_with_brace": sum(l.startswith("{") for l in es_lines),
+        "timestamp_field": None,
+        "exercises": "text lines starting with '[' (and '{', tabs, digits) are one {\"message\": line} document each, "
+        "exactly as written; the first byte '[' must not make the object a top-level JSON array",
+    }
+
     good = [{"id": i, "ok": True} for i in range(15)]
     body = ndjson(good[:10]) + b'{"a": 1, "b":\n' + b'{"id": "bad-utf8", "msg": "caf\xe9 \xff\xfe latin-1 bytes"}\n' + ndjson(good[10:])
     files["malformed.ndjson.gz"] = gz(body)
@@ -338,10 +407,9 @@ def build_fixtures() -> tuple[dict[str, bytes], dict]:
     return files, manifest
 
 
-# The compressed fixtures (issue 15) live in their own manifest section until the worker decodes
-# them: tests/e2e.rs `every_fixture_format` indexes every entry of "fixtures". Set this to "fixtures"
-# (and re-run) when zstd/ZIP/Snappy decoding lands, and that test covers them with no Rust change.
-COMPRESSED_SECTION = "compressed_fixtures"
+# The compressed fixtures (issue 15) are decoded by the worker, so they are entries of "fixtures"
+# like the others: tests/e2e.rs `every_fixture_format` and tests/formats.rs index every entry.
+COMPRESSED_SECTION = "fixtures"
 COMPRESSED_ASSUMPTIONS = [
     "compressed_fixtures hold the same 300 records as app-logs.ndjson.gz, packed by zstd, pzstd, zip and python-snappy",
     "the format is found from the content (magic bytes or framing), never from the key suffix",

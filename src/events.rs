@@ -18,6 +18,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::metrics;
 pub(crate) use crate::metrics::{BulkOutcome, MessageOutcome};
+use crate::status::{self, Stage};
 
 /// How a message was settled. Emitted in its `process` span.
 pub(crate) enum MessageSettled<'a> {
@@ -77,6 +78,7 @@ impl MessageSettled<'_> {
                 reason,
                 retry_in_secs,
             } => {
+                status::board().error(Stage::Object, reason);
                 tracing::warn!(
                     reason,
                     retry_in_secs,
@@ -96,6 +98,7 @@ impl MessageSettled<'_> {
             ),
         }
         metrics::get().message(self.outcome());
+        status::board().message(self.outcome());
     }
 }
 
@@ -105,8 +108,15 @@ pub(crate) struct ObjectRead {
     pub(crate) undecodable: u64,
     pub(crate) timestamp_fallbacks: u64,
     pub(crate) timestamp_invalid: u64,
+    /// Dropped by `SAMPLE_PERCENT` and by `DROP_WHERE`: never sent, never dead-lettered.
+    pub(crate) dropped_sampled: u64,
+    pub(crate) dropped_where: u64,
+    /// Kept documents the item limits changed.
+    pub(crate) changed: crate::object::ChangeCounts,
     pub(crate) compressed_bytes: u64,
     pub(crate) decompressed_bytes: u64,
+    /// As detected from the content (`gzip`, `zstd`, `snappy`, `hadoop-snappy`, `zip`, `none`).
+    pub(crate) compression: &'static str,
 }
 
 impl ObjectRead {
@@ -116,11 +126,29 @@ impl ObjectRead {
             undecodable = self.undecodable,
             timestamp_fallbacks = self.timestamp_fallbacks,
             timestamp_invalid = self.timestamp_invalid,
+            dropped = self.dropped_sampled + self.dropped_where,
+            dropped_sampled = self.dropped_sampled,
+            dropped_drop_where = self.dropped_where,
+            fields_filtered = self.changed.fields_filtered,
+            capped_max_fields = self.changed.max_fields,
+            capped_max_fields_per_index = self.changed.max_fields_per_index,
+            capped_max_depth = self.changed.max_depth,
+            capped_max_string_bytes = self.changed.max_string_bytes,
             compressed_bytes = self.compressed_bytes,
             decompressed_bytes = self.decompressed_bytes,
+            compression = self.compression,
             "object read"
         );
-        metrics::get().received(self.records + self.undecodable);
+        let m = metrics::get();
+        m.received(self.records + self.undecodable);
+        m.dropped("sampled", self.dropped_sampled);
+        m.dropped("drop_where", self.dropped_where);
+        let c = &self.changed;
+        m.changed("fields_filtered", c.fields_filtered);
+        m.changed("max_fields", c.max_fields);
+        m.changed("max_fields_per_index", c.max_fields_per_index);
+        m.changed("max_depth", c.max_depth);
+        m.changed("max_string_bytes", c.max_string_bytes);
     }
 }
 
@@ -130,6 +158,11 @@ pub(crate) fn object_missing(bucket: &str, key: &str) {
 
 /// A record that cannot be decoded; its dead-letter entry follows.
 pub(crate) fn record_undecodable(bucket: &str, key: &str, offset: u64, reason: &str) {
+    // The reason is the worker's own (the record's bytes are in the dead-letter entry).
+    status::board().error(
+        Stage::Record,
+        &format!("s3://{bucket}/{key} at offset {offset}: {reason}"),
+    );
     static THROTTLE: LazyLock<Throttle> = LazyLock::new(Throttle::new);
     if let Some(suppressed) = THROTTLE.admit() {
         tracing::warn!(
@@ -155,6 +188,8 @@ pub(crate) struct Refusal<'a> {
 
 /// The cluster refused a document for good; its dead-letter entry follows.
 pub(crate) fn document_refused(r: &Refusal<'_>) {
+    // Not the cluster's reason: it may quote a field's value.
+    status::board().error(Stage::Document, &refused_summary(r));
     static THROTTLE: LazyLock<Throttle> = LazyLock::new(Throttle::new);
     if let Some(suppressed) = THROTTLE.admit() {
         tracing::warn!(
@@ -172,6 +207,7 @@ pub(crate) fn document_refused(r: &Refusal<'_>) {
 
 /// The cluster refused a dead-letter entry too: its token is dropped, its message kept.
 pub(crate) fn dead_letter_refused(r: &Refusal<'_>) {
+    status::board().error(Stage::DeadLetter, &refused_summary(r));
     static THROTTLE: LazyLock<Throttle> = LazyLock::new(Throttle::new);
     if let Some(suppressed) = THROTTLE.admit() {
         tracing::error!(
@@ -185,6 +221,14 @@ pub(crate) fn dead_letter_refused(r: &Refusal<'_>) {
             "dead-letter entry refused; its message stays in the queue"
         );
     }
+}
+
+/// A refusal for `/status`: where and what kind, without the cluster's reason.
+fn refused_summary(r: &Refusal<'_>) -> String {
+    format!(
+        "{} in index {} (s3://{}/{} at offset {})",
+        r.error_type, r.index, r.bucket, r.key, r.offset
+    )
 }
 
 /// What one bulk attempt led to, logged in the delivery loop.
@@ -207,6 +251,10 @@ pub(crate) enum BulkRetry<'a> {
 
 impl BulkRetry<'_> {
     pub(crate) fn emit(&self) {
+        let (BulkRetry::Request { reason, .. }
+        | BulkRetry::Split { reason, .. }
+        | BulkRetry::Items { reason, .. }) = *self;
+        status::board().error(Stage::Bulk, reason);
         match *self {
             BulkRetry::Request {
                 docs,

@@ -5,9 +5,14 @@
 //!   has been stuck for longer than a long poll plus a minute.
 //! - `GET /readyz` — readiness: 200 once SQS and the cluster have both answered, 503 `degraded`
 //!   with the reason while either fails (a cluster that is down, refusing bulk requests, or
-//!   rejecting credentials). Bodies are JSON; the endpoint serves no data. With a fleet budget
-//!   the body also has `fleet` (mode, live tasks, own share, last table error); a fallback share
-//!   is safe and does not make the task unready.
+//!   rejecting credentials). With a fleet budget the body also has `fleet` (mode, live tasks,
+//!   own share, last table error); a fallback share is safe and does not make the task unready.
+//! - `GET /status` — always 200: a JSON snapshot of the live counters and gauges
+//!   ([`crate::status::Snapshot`]): documents in and out per second, rates, messages in flight,
+//!   bulk slots, retries, dead letters, last error per stage, cluster and SQS state. What
+//!   `f4a-indexer top` draws.
+//!
+//! Bodies are JSON; the endpoints serve no record contents and no secrets.
 //!
 //! `f4a-indexer healthcheck` ([`check`]) calls `/healthz` for images without curl.
 
@@ -141,7 +146,7 @@ impl Health {
     }
 }
 
-/// Serves the two endpoints until `stop` is cancelled.
+/// Serves the endpoints until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, health: Arc<Health>, stop: CancellationToken) {
     use hyper::server::conn::http1;
     use hyper::service::service_fn;
@@ -175,6 +180,14 @@ fn respond(health: &Health, path: &str) -> Response<Full<Bytes>> {
     let checked = match path {
         "/healthz" => Some(health.liveness()),
         "/readyz" => Some(health.readiness()),
+        "/status" => {
+            let snapshot =
+                crate::status::board().snapshot(&health.liveness().1, &health.readiness().1);
+            Some((
+                true,
+                serde_json::to_value(snapshot).unwrap_or_else(|e| json!({"error": e.to_string()})),
+            ))
+        }
         _ => None,
     };
     let (status, body) = match checked {
@@ -182,7 +195,7 @@ fn respond(health: &Health, path: &str) -> Response<Full<Bytes>> {
         Some((false, body)) => (StatusCode::SERVICE_UNAVAILABLE, body),
         None => (
             StatusCode::NOT_FOUND,
-            json!({"status": "not found", "paths": ["/healthz", "/readyz"]}),
+            json!({"status": "not found", "paths": ["/healthz", "/readyz", "/status"]}),
         ),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));

@@ -21,15 +21,17 @@
 //! | `object` | one object: open → blocking reader → documents into the batcher's channel |
 //! | [`ack`] | ack groups and tokens: the no-loss rule (a dropped token is a failure) |
 //! | [`source`] | the [`source::Queue`] and [`source::ObjectStore`] traits; SQS, S3, notifications, messages in flight (heartbeat, release), in-memory fakes |
-//! | [`record`] | bytes → documents, pure and synchronous: decompress, frame, decode, normalize, `_id` and index, dead-letter entries |
-//! | [`sink`] | the [`sink::BulkClient`] trait; document encoding, batcher, rate limiter, bulk delivery, the pure retry decision, the Elasticsearch client, an in-memory cluster |
+//! | [`record`] | bytes → documents, pure and synchronous: decompress, frame, decode, normalize, item limits, `_id` and index, dead-letter entries |
+//! | [`sink`] | the [`sink::BulkClient`] trait; document encoding, batcher, rate limiter, bulk delivery, the pure retry decision, the Elasticsearch client, an in-memory cluster; the cluster's upkeep behind [`sink::admin::ClusterAdmin`]: index templates, retention |
 //!
 //! Beside them, imported by all and importing none of them: [`config`], the only place that
 //! reads the environment (one section per wing, and the start-up check that refuses unknown
 //! variables under the worker's prefixes); `events`, every observable outcome (its log line and
 //! its metric) named in one place; [`telemetry`] (plain-JSON logs and traces), `metrics` (every
-//! instrument), [`health`] (`/healthz`, `/readyz`) and `backoff` (retry delays and policies).
-//! `main.rs` parses the command line and runs [`pipeline::run`]. `docs/design.md` states the
+//! instrument), [`health`] (`/healthz`, `/readyz`, `/status`), [`status`] (the live counters and
+//! gauges behind `/status`) and `backoff` (retry delays and policies). [`top`] is the
+//! `f4a-indexer top` client of `/status`. `main.rs` parses the command line and runs
+//! [`pipeline::run`]. `docs/design.md` states the
 //! delivery contract.
 
 pub mod ack;
@@ -44,4 +46,6 @@ pub mod pipeline;
 pub mod record;
 pub mod sink;
 pub mod source;
+pub mod status;
 pub mod telemetry;
+pub mod top;

@@ -1,5 +1,6 @@
 //! The `f4a-indexer` binary: read the configuration, start telemetry, run the pipeline until
-//! SIGTERM/SIGINT (or until idle with `--exit-when-idle`), then drain and exit 0.
+//! SIGTERM/SIGINT (or until idle with `--exit-when-idle`), then drain and exit 0. Subcommands:
+//! `healthcheck` (the container health check) and `top` (the live view, `f4a_indexer::top`).
 //! Exit codes: 0 stopped cleanly, 1 runtime failure, 2 bad configuration or usage.
 
 use std::process::ExitCode;
@@ -9,12 +10,16 @@ use f4a_indexer::pipeline::{self, RunOptions};
 use f4a_indexer::telemetry;
 use tokio_util::sync::CancellationToken;
 
-const USAGE: &str = "usage: f4a-indexer [--exit-when-idle] | healthcheck | --version | --help
+const USAGE: &str = "usage: f4a-indexer [--exit-when-idle] | healthcheck | top [--addr HOST:PORT] | --version | --help
 Configuration comes from environment variables; see README.md.";
 
 fn main() -> ExitCode {
     let mut opts = RunOptions::default();
-    for arg in std::env::args().skip(1) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("top") {
+        return f4a_indexer::top::main(&args[1..]);
+    }
+    for arg in args {
         match arg.as_str() {
             "--exit-when-idle" => opts.exit_when_idle = true,
             "healthcheck" => return healthcheck(),

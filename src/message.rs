@@ -55,7 +55,9 @@ impl MessageWorker {
         }
         let in_flight = &metrics::get().messages_in_flight;
         in_flight.add(1, &[]);
+        let slot = crate::status::board().message_slot();
         self.settle(m).instrument(span).await;
+        drop(slot);
         in_flight.add(-1, &[]);
     }
 

@@ -8,6 +8,9 @@
 //! | `f4a.documents.received` | counter | `{document}` | records read from objects (undecodable ones included) |
 //! | `f4a.documents.indexed` | counter | `{document}` | accepted by the cluster |
 //! | `f4a.documents.dead_lettered` | counter | `{document}` | written to the dead-letter index |
+//! | `f4a.documents.dropped` | counter | `{document}` | dropped by the item limits, by `reason` (`sampled`, `drop_where`): never sent, never dead-lettered |
+//! | `f4a.documents.changed` | counter | `{document}` | kept documents the item limits changed, by `reason` (`fields_filtered`, `max_fields`, `max_fields_per_index`, `max_depth`, `max_string_bytes`) |
+//! | `f4a.retention.deleted` | counter | `{index}` | indices deleted by `RETENTION_DAYS` |
 //! | `f4a.documents.retried` | counter | `{document}` | document attempts repeated after a failure |
 //! | `f4a.bulk.requests` | counter | `{request}` | bulk requests by `outcome` (`ok`, `partial`, `retry`, `overloaded`, `split`) |
 //! | `f4a.bulk.duration` | histogram | `s` | bulk request latency |
@@ -87,6 +90,8 @@ pub struct Totals {
     pub indexed: u64,
     pub dead_lettered: u64,
     pub retried: u64,
+    /// Dropped by the item limits.
+    pub dropped: u64,
 }
 
 pub struct Metrics {
@@ -94,6 +99,9 @@ pub struct Metrics {
     docs_indexed: Counter<u64>,
     docs_dead_lettered: Counter<u64>,
     docs_retried: Counter<u64>,
+    docs_dropped: Counter<u64>,
+    docs_changed: Counter<u64>,
+    indices_deleted: Counter<u64>,
     bulk_requests: Counter<u64>,
     pub bulk_duration: Histogram<f64>,
     messages: Counter<u64>,
@@ -105,6 +113,7 @@ pub struct Metrics {
     indexed: AtomicU64,
     dead_lettered: AtomicU64,
     retried: AtomicU64,
+    dropped: AtomicU64,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -152,6 +161,21 @@ pub fn get() -> &'static Metrics {
                 "{document}",
                 "Document attempts repeated after a failure",
             ),
+            docs_dropped: counter(
+                "f4a.documents.dropped",
+                "{document}",
+                "Records dropped by the item limits, by reason",
+            ),
+            docs_changed: counter(
+                "f4a.documents.changed",
+                "{document}",
+                "Kept documents the item limits changed, by reason",
+            ),
+            indices_deleted: counter(
+                "f4a.retention.deleted",
+                "{index}",
+                "Indices deleted by RETENTION_DAYS",
+            ),
             bulk_requests: counter("f4a.bulk.requests", "{request}", "Bulk requests by outcome"),
             bulk_duration: seconds("f4a.bulk.duration", "Bulk request latency"),
             messages: counter(
@@ -181,6 +205,7 @@ pub fn get() -> &'static Metrics {
             indexed: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
             retried: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
         }
     })
 }
@@ -222,12 +247,32 @@ impl Metrics {
         self.retried.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Records dropped by the item limits for `reason` (`sampled`, `drop_where`).
+    pub fn dropped(&self, reason: &'static str, n: u64) {
+        if n > 0 {
+            self.docs_dropped.add(n, &[KeyValue::new("reason", reason)]);
+            self.dropped.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Kept documents the item limits changed for `reason`.
+    pub fn changed(&self, reason: &'static str, n: u64) {
+        if n > 0 {
+            self.docs_changed.add(n, &[KeyValue::new("reason", reason)]);
+        }
+    }
+
+    pub fn index_deleted(&self) {
+        self.indices_deleted.add(1, &[]);
+    }
+
     pub fn totals(&self) -> Totals {
         Totals {
             received: self.received.load(Ordering::Relaxed),
             indexed: self.indexed.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
         }
     }
 }

@@ -10,7 +10,7 @@
 //! message today; a listing of a bucket for a backfill, say).
 
 use std::cell::RefCell;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chrono::{SecondsFormat, Utc};
@@ -21,11 +21,16 @@ use tracing::Instrument;
 use crate::ack::AckGroup;
 use crate::events;
 use crate::record::dead_letter::raw_head;
-use crate::record::decompress::{decompress, SourceTap};
-use crate::record::{DeadLetters, DeadRecord, Decoder, Framer, Item, Normalizer, ObjectContext};
+use crate::record::decompress::{open, Content, SourceTap};
+use crate::record::zip::Entry;
+use crate::record::{
+    Changes, DeadLetters, DeadRecord, Decoder, DropReason, Framer, Item, Limits, Normalizer,
+    ObjectContext, Verdict,
+};
 use crate::sink::batcher::{CHUNK_BYTES, CHUNK_DOCS};
 use crate::sink::Doc;
 use crate::source::{FetchError, ObjectRef, ObjectStore};
+use crate::status;
 
 /// Per-object counts, logged when the object is read.
 #[derive(Debug, Default)]
@@ -35,6 +40,33 @@ struct ObjectStats {
     timestamp_fallbacks: u64,
     timestamp_invalid: u64,
     decompressed_bytes: u64,
+    /// The compression detected from the content.
+    compression: &'static str,
+    /// Dropped by the item limits, per reason (sampled, drop_where).
+    dropped_sampled: u64,
+    dropped_where: u64,
+    /// Kept but changed by the item limits, per reason.
+    changed: ChangeCounts,
+}
+
+/// Kept documents the item limits changed, per reason (`f4a.documents.changed`).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ChangeCounts {
+    pub(crate) fields_filtered: u64,
+    pub(crate) max_fields: u64,
+    pub(crate) max_fields_per_index: u64,
+    pub(crate) max_depth: u64,
+    pub(crate) max_string_bytes: u64,
+}
+
+impl ChangeCounts {
+    fn add(&mut self, c: &Changes) {
+        self.fields_filtered += u64::from(c.filtered);
+        self.max_fields += u64::from(c.max_fields);
+        self.max_fields_per_index += u64::from(c.max_fields_per_index);
+        self.max_depth += u64::from(c.max_depth);
+        self.max_string_bytes += u64::from(c.max_string_bytes);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +87,10 @@ pub(crate) enum ObjectError {
 pub(crate) struct ObjectIndexer {
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) normalizer: Arc<Normalizer>,
+    /// The item limits; `None` when all are off (the default).
+    pub(crate) limits: Option<Arc<Limits>>,
+    /// `ES_INDEX_MODE=data_stream`: documents go with op_type `create`.
+    pub(crate) create: bool,
     pub(crate) dead_letters: DeadLetters,
     pub(crate) max_record_bytes: usize,
     /// Into the batcher; bounded, so readers block when the sink is the bottleneck.
@@ -91,6 +127,7 @@ impl ObjectIndexer {
             });
             let source = SourceTap::new(SyncIoBridge::new(opened.body));
             let compressed = source.bytes.clone();
+            let (limits, create) = (self.limits.clone(), self.create);
             let (normalizer, dead_letters, docs, group, max) = (
                 self.normalizer.clone(),
                 self.dead_letters.clone(),
@@ -111,6 +148,8 @@ impl ObjectIndexer {
                 let out = Reader {
                     meta: &meta2,
                     normalizer: &normalizer,
+                    limits: limits.as_deref(),
+                    create,
                     dead_letters: &dead_letters,
                     max_record_bytes: max,
                     docs: &docs,
@@ -143,8 +182,12 @@ impl ObjectIndexer {
                         undecodable: stats.undecodable,
                         timestamp_fallbacks: stats.timestamp_fallbacks,
                         timestamp_invalid: stats.timestamp_invalid,
+                        dropped_sampled: stats.dropped_sampled,
+                        dropped_where: stats.dropped_where,
+                        changed: stats.changed,
                         compressed_bytes: bytes,
                         decompressed_bytes: stats.decompressed_bytes,
+                        compression: stats.compression,
                     }
                     .emit();
                     Ok(())
@@ -173,6 +216,8 @@ enum ReadError {
 struct Reader<'a> {
     meta: &'a Arc<ObjectContext>,
     normalizer: &'a Normalizer,
+    limits: Option<&'a Limits>,
+    create: bool,
     dead_letters: &'a DeadLetters,
     max_record_bytes: usize,
     docs: &'a mpsc::Sender<Vec<Doc>>,
@@ -193,8 +238,11 @@ impl Reader<'_> {
     ) -> Result<ObjectStats, ReadError> {
         let failed = source.failed.clone();
         let mut stats = ObjectStats::default();
-        let reader = match decompress(source) {
-            Ok(r) => r,
+        let content = match open(source) {
+            Ok((compression, content)) => {
+                stats.compression = compression.as_str();
+                content
+            }
             Err(e) if failed.load(Ordering::Relaxed) => return Err(ReadError::Io(e)),
             Err(e) => {
                 let dead = DeadRecord {
@@ -206,14 +254,73 @@ impl Reader<'_> {
                 return Ok(stats);
             }
         };
-        let mut framer = Framer::new(reader, self.max_record_bytes);
+        match content {
+            Content::Stream(reader) => {
+                self.read_part(reader, 0, &failed, &mut stats)?;
+            }
+            // Each entry is a part of the object: framed on its own, its offsets following the
+            // previous entries' (a skipped entry counts its stored bytes), so ids stay distinct.
+            Content::Zip(mut entries) => {
+                let mut base = 0;
+                loop {
+                    match entries.next_entry() {
+                        Ok(Some(Entry::Data { reader, .. })) => {
+                            match self.read_part(reader, base, &failed, &mut stats)? {
+                                Some(end) => base = end,
+                                None => break,
+                            }
+                        }
+                        Ok(Some(Entry::Skipped {
+                            name,
+                            reason,
+                            bytes,
+                        })) => {
+                            let dead = DeadRecord {
+                                offset: base,
+                                reason,
+                                raw: name,
+                            };
+                            self.send_dead(&dead, &mut stats)?;
+                            base += bytes.max(1);
+                        }
+                        Ok(None) => break,
+                        Err(e) if failed.load(Ordering::Relaxed) => return Err(ReadError::Io(e)),
+                        Err(e) => {
+                            let dead = DeadRecord {
+                                offset: base,
+                                reason: format!("corrupt or truncated ZIP archive: {e}"),
+                                raw: String::new(),
+                            };
+                            self.send_dead(&dead, &mut stats)?;
+                            break;
+                        }
+                    }
+                }
+                stats.decompressed_bytes = base;
+            }
+        }
+        self.flush()?;
+        Ok(stats)
+    }
+
+    /// Frames and decodes one part of the object (the whole of it, or one ZIP entry) whose
+    /// offsets start at `base`. Returns the offset after it, or `None` when damage ended it (one
+    /// dead-letter entry sent for the rest).
+    fn read_part(
+        &self,
+        reader: impl std::io::Read,
+        base: u64,
+        failed: &AtomicBool,
+        stats: &mut ObjectStats,
+    ) -> Result<Option<u64>, ReadError> {
+        let mut framer = Framer::at(reader, self.max_record_bytes, base);
         let mut decoder = Decoder::new(self.max_record_bytes);
-        loop {
+        let end = loop {
             match framer.next_frame() {
                 Ok(Some(frame)) => {
-                    decoder.decode(&frame, |item| self.handle(item, &mut stats))?;
+                    decoder.decode(&frame, |item| self.handle(item, stats))?;
                 }
-                Ok(None) => break,
+                Ok(None) => break Some(framer.position()),
                 Err(e) if failed.load(Ordering::Relaxed) => return Err(ReadError::Io(e)),
                 Err(e) => {
                     let (offset, partial) = framer.partial();
@@ -225,14 +332,13 @@ impl Reader<'_> {
                         ),
                         raw: raw_head(partial),
                     };
-                    self.send_dead(&dead, &mut stats)?;
-                    break;
+                    self.send_dead(&dead, stats)?;
+                    break None;
                 }
             }
-        }
-        self.flush()?;
+        };
         stats.decompressed_bytes = framer.position();
-        Ok(stats)
+        Ok(end)
     }
 
     /// Normalizes, encodes and sends one decoded item.
@@ -244,6 +350,24 @@ impl Reader<'_> {
         stats.records += 1;
         stats.timestamp_fallbacks += u64::from(n.timestamp_fallback);
         stats.timestamp_invalid += u64::from(n.timestamp_invalid);
+        let n = match self.limits {
+            None => n,
+            Some(limits) => match limits.apply(n) {
+                Verdict::Keep(n, changes) => {
+                    stats.changed.add(&changes);
+                    n
+                }
+                // Dropping is the user's intent: no token, nothing sent, counted by reason.
+                Verdict::Drop(DropReason::Sampled) => {
+                    stats.dropped_sampled += 1;
+                    return Ok(());
+                }
+                Verdict::Drop(DropReason::DropWhere) => {
+                    stats.dropped_where += 1;
+                    return Ok(());
+                }
+            },
+        };
         self.send(Doc::encode(
             n,
             self.meta.clone(),
@@ -257,7 +381,10 @@ impl Reader<'_> {
     fn send_dead(&self, dead: &DeadRecord, stats: &mut ObjectStats) -> Result<(), ReadError> {
         events::record_undecodable(&self.meta.bucket, &self.meta.key, dead.offset, &dead.reason);
         stats.undecodable += 1;
-        let n = self.dead_letters.undecodable(dead, self.meta);
+        let target = self.normalizer.fallback_index(self.meta);
+        let n = self
+            .dead_letters
+            .undecodable(dead, self.meta, Some(&target));
         self.send(Doc::encode(
             n,
             self.meta.clone(),
@@ -269,6 +396,9 @@ impl Reader<'_> {
     }
 
     fn send(&self, mut doc: Doc) -> Result<(), ReadError> {
+        if self.create && !doc.dead_letter {
+            doc = doc.into_create();
+        }
         doc.trace = self.trace.clone();
         let full = {
             let (docs, bytes) = &mut *self.pending.borrow_mut();
@@ -289,6 +419,7 @@ impl Reader<'_> {
         if chunk.is_empty() {
             return Ok(());
         }
+        status::board().docs_in(chunk.len());
         self.docs
             .blocking_send(chunk)
             .map_err(|_| ReadError::Stopped)

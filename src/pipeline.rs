@@ -11,6 +11,9 @@
 //!    the message (source::inflight), or releases it for a later retry.
 //! ```
 //!
+//! Before the first receive, the index templates are set up (bounded in time; `sink::upkeep`),
+//! and an upkeep task checks them and runs retention hourly.
+//!
 //! [`run`] connects to the real systems; [`run_with`] takes any [`Wings`] (the in-memory ones in
 //! tests). Shutdown (SIGTERM): stop receiving, let in-flight messages finish until
 //! `SHUTDOWN_TIMEOUT_SECS` (less 1.5 s), return the unfinished ones to the queue with visibility
@@ -29,17 +32,19 @@ use crate::health::{self, Health};
 use crate::message::MessageWorker;
 use crate::metrics;
 use crate::object::ObjectIndexer;
-use crate::record::{DeadLetters, Normalizer};
+use crate::record::{DeadLetters, Limits, Normalizer};
+use crate::sink::admin::ClusterAdmin;
 use crate::sink::batcher;
 use crate::sink::bulk::BulkSink;
 use crate::sink::es::EsClient;
 use crate::sink::fleet::{self, dynamo::DynamoTable, Fleet, FleetTable, Mode, Status};
 use crate::sink::rate_limiter::RateLimiter;
-use crate::sink::BulkClient;
+use crate::sink::{upkeep, BulkClient};
 use crate::source::inflight::InFlight;
 use crate::source::s3::S3Store;
 use crate::source::sqs::{self, SqsQueue};
 use crate::source::{aws, ObjectStore, Queue};
+use crate::status;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
@@ -54,6 +59,8 @@ pub struct Wings {
     pub cluster: Arc<dyn BulkClient>,
     /// The fleet table (`FLEET_TABLE`); `None` without a fleet budget.
     pub fleet: Option<Arc<dyn FleetTable>>,
+    /// Templates and retention ([`crate::sink::upkeep`]); the same client as `cluster`.
+    pub admin: Arc<dyn ClusterAdmin>,
 }
 
 impl Wings {
@@ -61,7 +68,7 @@ impl Wings {
     /// to path style), the cluster through the Elasticsearch client.
     pub async fn connect(cfg: &Config) -> anyhow::Result<Wings> {
         let cluster =
-            EsClient::new(&cfg.sink.es).context("configuring the Elasticsearch client")?;
+            Arc::new(EsClient::new(&cfg.sink.es).context("configuring the Elasticsearch client")?);
         let source = &cfg.source;
         let sdk = aws::sdk_config(source).await;
         let fleet = cfg.fleet.as_ref().map(|f| {
@@ -71,7 +78,8 @@ impl Wings {
         Ok(Wings {
             queue: Arc::new(SqsQueue::new(&sdk, source)),
             store: Arc::new(S3Store::new(&sdk, source.aws_endpoint_url.is_some())),
-            cluster: Arc::new(cluster),
+            admin: cluster.clone(),
+            cluster,
             fleet,
         })
     }
@@ -99,7 +107,7 @@ pub async fn run_with(
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("HEALTH_ADDR={addr}: cannot listen"))?;
-        tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "health endpoints on /healthz and /readyz");
+        tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "health endpoints on /healthz, /readyz and /status");
         tokio::spawn(health::serve(listener, health.clone(), background.clone()));
     }
     let Indexing {
@@ -127,10 +135,41 @@ pub async fn run_with(
         _ => None,
     };
     let gauge_sink = sink.clone();
-    metrics::register_rate_gauges(Arc::new(move || {
+    let rates: Arc<dyn Fn() -> (f64, f64) + Send + Sync> = Arc::new(move || {
         let configured = gauge_sink.configured_rate().map_or(0.0, f64::from);
         (configured, gauge_sink.effective_rate().unwrap_or(0.0))
-    }));
+    });
+    metrics::register_rate_gauges(rates.clone());
+    status::board().attach(status::Attached {
+        rate: rates,
+        max_in_flight: worker_cfg.max_in_flight_messages,
+        bulk_slots: cfg.sink.bulk.concurrency,
+        queue: wings.queue.name().to_string(),
+    });
+    tokio::spawn(status::sample_every_second(background.clone()));
+    // Templates before the first document, so today's index is created with them; bounded, so
+    // a slow cluster delays receiving by at most this (the upkeep loop tries again).
+    let setup = match tokio::time::timeout(
+        upkeep::SETUP_AT_START,
+        upkeep::set_up(&cfg, wings.admin.as_ref()),
+    )
+    .await
+    {
+        Ok(outcomes) => outcomes,
+        Err(_) => {
+            tracing::warn!(
+                timeout_secs = upkeep::SETUP_AT_START.as_secs(),
+                "index setup did not finish in time; indexing starts, setup is tried again in an hour"
+            );
+            vec![]
+        }
+    };
+    let upkeep = tokio::spawn(upkeep::run(
+        cfg.clone(),
+        wings.admin.clone(),
+        setup,
+        background.clone(),
+    ));
     let acks = Arc::new(InFlight::new(
         wings.queue.clone(),
         source.visibility_timeout_seconds,
@@ -208,6 +247,8 @@ pub async fn run_with(
     }
     background.cancel();
     let _ = heartbeat.await;
+    // A retention run in progress finishes (it is bounded); the next would start in an hour.
+    let _ = tokio::time::timeout(Duration::from_secs(10), upkeep).await;
     tracing::info!(
         indexed = metrics::get().totals().indexed,
         dead_lettered = metrics::get().totals().dead_lettered,
@@ -303,6 +344,8 @@ impl Indexing {
                 record.index.clone(),
                 record.timestamp_fields.clone(),
             )),
+            limits: Limits::new(&record.limits).map(Arc::new),
+            create: cfg.cluster.index_mode == crate::config::IndexMode::DataStream,
             dead_letters,
             max_record_bytes: record.max_record_bytes,
             docs,
@@ -375,6 +418,7 @@ impl Receiver<'_> {
                         "receive_message failed"
                     );
                     health.sqs_result(Err(format!("receive_message failed: {error}")));
+                    status::board().error(status::Stage::Receive, &error);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = shutdown.cancelled() => return,
@@ -405,11 +449,15 @@ impl Receiver<'_> {
     }
 }
 
-/// Keeps the cluster's readiness state fresh while no bulk request reports it (an idle worker).
+/// Keeps the cluster's readiness state fresh while no bulk request reports it (an idle worker),
+/// and asks until the cluster said who it is (`/status`).
 async fn probe_cluster(sink: Arc<BulkSink>, health: Arc<Health>, stop: CancellationToken) {
     const EVERY: Duration = Duration::from_secs(15);
     loop {
-        if health.cluster_report_age() >= EVERY || health.readiness().1["cluster"] == "unknown" {
+        if health.cluster_report_age() >= EVERY
+            || health.readiness().1["cluster"] == "unknown"
+            || !status::board().cluster_known()
+        {
             sink.probe().await;
         }
         tokio::select! {
@@ -447,6 +495,7 @@ async fn summary(s: Summary, stop: CancellationToken) {
             configured_rate = s.configured_rate,
             effective_rate = sink.effective_rate().map_or(0, |r| r.round() as u64),
             retried_total = totals.retried,
+            dropped_total = totals.dropped,
             "summary"
         );
         (last_in, last_out) = (read, out);

@@ -1,13 +1,19 @@
-//! Property tests (issue 4, item 10): the notification parser and the record decoder never panic
-//! on arbitrary or mutated input, and valid NDJSON / concatenated JSON always yields every record.
+//! Property tests (issue 4, item 10; issue 15): the notification parser, the record decoder and
+//! every decompressor never panic on arbitrary, mutated or truncated input; valid NDJSON /
+//! concatenated / pretty-printed JSON always yields every record; an object of text lines (even
+//! ones starting with `[`, `{`, `"` or digits) yields exactly its lines, in order, and a mix of
+//! JSON lines and text lines one document per line.
 //! Case counts are bounded so the whole file runs in seconds under `cargo test`; set
 //! `PROPTEST_CASES` to fuzz longer. Crashers found are kept as regression tests at the bottom.
 
 use std::io::Read;
 
+use f4a_indexer::record::decompress::{open, Content};
+use f4a_indexer::record::zip::Entry;
 use f4a_indexer::record::{decode_frame, Framer, Item};
 use f4a_indexer::source::notification;
 use proptest::prelude::*;
+use serde::de::IgnoredAny;
 use serde_json::{json, Map, Value};
 
 fn cases(default: u32) -> ProptestConfig {
@@ -89,6 +95,113 @@ fn json_object() -> impl Strategy<Value = Map<String, Value>> {
         .prop_filter("not a CloudWatch message", |m| {
             !m.contains_key("messageType")
         })
+}
+
+/// A printable line that is not JSON: text, or JSON that breaks off with a syntax error. (A line
+/// that is JSON, or a JSON prefix cut short, is a record or a broken record, not text.)
+fn text_line() -> impl Strategy<Value = String> {
+    let start = prop_oneof![
+        Just(String::new()),
+        Just("[".to_string()),
+        Just("{".to_string()),
+        Just("\"".to_string()),
+        Just("[2018-05-17T08:29:12,177][INFO ]".to_string()),
+        Just("{\"a\":1} ".to_string()),
+        Just("[1]".to_string()),
+        Just("\t".to_string()),
+        "[0-9]{1,4}",
+    ];
+    (start, "[ -~éü€]{0,40}")
+        .prop_map(|(a, b)| a + &b)
+        .prop_filter("text, not JSON", |l| is_text(l))
+}
+
+/// What the decoder must read as a text line.
+fn is_text(line: &str) -> bool {
+    let t = line.trim_ascii();
+    if t.is_empty() {
+        return false;
+    }
+    if !t.starts_with(['{', '[']) {
+        return true;
+    }
+    for v in serde_json::Deserializer::from_str(t).into_iter::<IgnoredAny>() {
+        if let Err(e) = v {
+            return e.is_syntax();
+        }
+    }
+    false
+}
+
+fn message(line: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("message".into(), Value::String(line.to_string()));
+    m
+}
+
+/// Every byte the object yields, ZIP entries one after the other; `Err` where it is damaged.
+fn read_content(input: Vec<u8>) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    match open(std::io::Cursor::new(input))?.1 {
+        Content::Stream(mut r) => {
+            r.read_to_end(&mut out)?;
+        }
+        Content::Zip(mut entries) => {
+            let mut guard = 0;
+            while let Some(e) = entries.next_entry()? {
+                if let Entry::Data { mut reader, .. } = e {
+                    reader.read_to_end(&mut out)?;
+                }
+                guard += 1;
+                assert!(guard < 10_000, "ZIP walker does not advance");
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `data` in `format`: zstd (two frames), Snappy framing, Hadoop Snappy, or a stored ZIP entry.
+fn compress(format: u8, data: &[u8]) -> Vec<u8> {
+    match format % 4 {
+        0 => {
+            let half = data.len() / 2;
+            let mut z = zstd::encode_all(&data[..half], 3).unwrap();
+            z.extend(zstd::encode_all(&data[half..], 3).unwrap());
+            z
+        }
+        1 => {
+            let mut w = snap::write::FrameEncoder::new(Vec::new());
+            std::io::Write::write_all(&mut w, data).unwrap();
+            w.into_inner().unwrap()
+        }
+        2 => {
+            let mut out = Vec::new();
+            for block in data.chunks(1000) {
+                out.extend((block.len() as u32).to_be_bytes());
+                for sub in block.chunks(300) {
+                    let c = snap::raw::Encoder::new().compress_vec(sub).unwrap();
+                    out.extend((c.len() as u32).to_be_bytes());
+                    out.extend(c);
+                }
+            }
+            out
+        }
+        _ => {
+            let mut crc = flate2::Crc::new();
+            crc.update(data);
+            let mut z = b"PK\x03\x04\x14\x00\x00\x00\x00\x00\x00\x00\x00\x00".to_vec();
+            z.extend(crc.sum().to_le_bytes());
+            z.extend((data.len() as u32).to_le_bytes());
+            z.extend((data.len() as u32).to_le_bytes());
+            z.extend(5u16.to_le_bytes());
+            z.extend(0u16.to_le_bytes());
+            z.extend(b"a.log");
+            z.extend(data);
+            z.extend(b"PK\x05\x06");
+            z.extend([0; 18]);
+            z
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -217,6 +330,59 @@ proptest! {
             }
         }
         every_record_out(&input, &recs)?;
+    }
+
+    #[test]
+    fn every_text_line_is_one_document_exactly(
+        lines in prop::collection::vec(text_line(), 1..16),
+        crlf in any::<bool>(),
+    ) {
+        let mut input = Vec::new();
+        for l in &lines {
+            input.extend_from_slice(l.as_bytes());
+            input.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
+        }
+        let want: Vec<Map<String, Value>> = lines.iter().map(|l| message(l)).collect();
+        every_record_out(&input, &want)?;
+    }
+
+    #[test]
+    fn mixed_json_and_text_lines_are_one_document_per_line(
+        lines in prop::collection::vec(
+            prop_oneof![json_object().prop_map(Ok), text_line().prop_map(Err)],
+            1..16,
+        ),
+    ) {
+        let mut input = Vec::new();
+        let mut want = Vec::new();
+        for l in &lines {
+            match l {
+                Ok(obj) => {
+                    serde_json::to_writer(&mut input, obj).unwrap();
+                    want.push(obj.clone());
+                }
+                Err(text) => {
+                    input.extend_from_slice(text.as_bytes());
+                    want.push(message(text));
+                }
+            }
+            input.push(b'\n');
+        }
+        every_record_out(&input, &want)?;
+    }
+
+    #[test]
+    fn decompressors_round_trip_and_never_panic_on_truncated_or_mutated_data(
+        data in prop::collection::vec(any::<u8>(), 1..3000),
+        format in any::<u8>(),
+        cut in any::<usize>(),
+        ms in prop::collection::vec(mutation(), 0..4),
+    ) {
+        let z = compress(format, &data);
+        prop_assert_eq!(read_content(z.clone()).expect("intact data decodes"), data);
+        let cut = z[..cut % (z.len() + 1)].to_vec();
+        let _ = read_content(cut);
+        let _ = read_content(mutate(z, &ms));
     }
 
     #[test]

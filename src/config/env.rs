@@ -39,6 +39,16 @@ impl IndexPattern {
     pub fn is_literal(&self) -> bool {
         self.literal
     }
+
+    /// The rendered name changes from one day to the next (it holds the date), so the date of
+    /// an index can be read back from its name (retention).
+    pub fn has_date(&self) -> bool {
+        let day = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH + chrono::Duration::days(11_000);
+        [1, 31, 366].iter().all(|d| {
+            self.render(day) != self.render(day + chrono::Duration::days(*d))
+                && self.render(day) != self.render(day - chrono::Duration::days(*d))
+        })
+    }
 }
 
 /// The variables, through a lookup (the process environment, or a map in tests).

@@ -5,7 +5,7 @@
 use super::env::ConfigError;
 
 /// Prefixes the worker owns: every variable starting with one of them must be in [`KNOWN`].
-pub const PREFIXES: [&str; 11] = [
+pub const PREFIXES: &[&str] = &[
     "ES_",
     "SQS_",
     "BULK_",
@@ -16,12 +16,16 @@ pub const PREFIXES: [&str; 11] = [
     "HEALTH_",
     "SHUTDOWN_",
     "TIMESTAMP_",
+    "FIELDS_",
+    "DROP_",
+    "SAMPLE_",
+    "RETENTION_",
     "FLEET_",
 ];
 
 /// Every variable under [`PREFIXES`] that the configuration reads (a unit test keeps the two in
 /// step, another checks that the README documents each).
-pub const KNOWN: [&str; 32] = [
+pub const KNOWN: &[&str] = &[
     "SQS_QUEUE_URL",
     "SQS_MAX_MESSAGES",
     "SQS_WAIT_TIME_SECONDS",
@@ -51,6 +55,29 @@ pub const KNOWN: [&str; 32] = [
     "RETRY_MAX_BACKOFF_MS",
     "SHUTDOWN_TIMEOUT_SECS",
     "HEALTH_ADDR",
+    // Item limits (config::limits).
+    "FIELDS_INCLUDE",
+    "FIELDS_EXCLUDE",
+    "DROP_WHERE",
+    "SAMPLE_PERCENT",
+    "MAX_FIELDS_PER_DOCUMENT",
+    "MAX_FIELDS_PER_INDEX",
+    "MAX_DEPTH",
+    "MAX_STRING_BYTES",
+    // Index templates and retention (config::cluster).
+    "ES_SETUP",
+    "ES_INDEX_MODE",
+    "ES_INDEX_TEMPLATE_FILE",
+    "ES_INDEX_SHARDS",
+    "ES_INDEX_REPLICAS",
+    "ES_INDEX_REFRESH_INTERVAL",
+    "ES_INDEX_CODEC",
+    "ES_INDEX_TOTAL_FIELDS_LIMIT",
+    "ES_INDEX_IGNORE_ABOVE",
+    "RETENTION_DAYS",
+    "DEAD_LETTER_RETENTION_DAYS",
+    "RETENTION_DRY_RUN",
+    "RETENTION_MAX_DELETES_PER_RUN",
     "FLEET_DOCS_PER_SEC",
     "FLEET_TABLE",
     "FLEET_MAX_TASKS",

@@ -12,14 +12,21 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod cluster;
 mod env;
 pub mod known;
+mod limits;
 mod sections;
 #[cfg(test)]
 mod tests;
 
+pub use cluster::{
+    glob_matches, index_glob, ClusterConfig, Codec, IndexMode, RetentionConfig, SetupConfig,
+    SetupMode,
+};
 use env::{err, Env};
 pub use env::{ConfigError, IndexPattern};
+pub use limits::{DropOp, DropRule, FieldPattern, LimitsConfig};
 use sections::{fleet, otel_settings, rate, record, sink, source, worker};
 
 /// How the worker authenticates to the cluster.
@@ -77,6 +84,8 @@ pub struct Config {
     pub fleet: Option<FleetConfig>,
     pub telemetry: TelemetryConfig,
     pub worker: WorkerConfig,
+    /// What the worker manages in the cluster: index templates, retention.
+    pub cluster: ClusterConfig,
 }
 
 /// One insert budget for the whole service, shared through a DynamoDB table (`FLEET_*`).
@@ -129,6 +138,8 @@ pub struct RecordConfig {
     pub timestamp_fields: Vec<String>,
     /// Longest record; a longer one is dead-lettered with its head.
     pub max_record_bytes: usize,
+    /// What is kept of each record (all off by default).
+    pub limits: LimitsConfig,
 }
 
 /// The cluster and how batches reach it (`ES_*`, `BULK_*`, `RETRY_*`).
@@ -264,10 +275,13 @@ impl Config {
     /// list: [`Config::from_vars`]), so tests and tools can pass a map.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let env = Env { get: &get };
+        let (source, sink, record) = (source(&env)?, sink(&env)?, record(&env)?);
+        let cluster = cluster::cluster(&env, &record.index, &record.dead_letter_index)?;
         Ok(Config {
-            source: source(&env)?,
-            sink: sink(&env)?,
-            record: record(&env)?,
+            source,
+            sink,
+            record,
+            cluster,
             rate: rate(&env)?,
             fleet: fleet(&env)?,
             worker: worker(&env)?,

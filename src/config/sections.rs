@@ -173,6 +173,7 @@ pub(super) fn record(env: &Env<'_>) -> Result<RecordConfig, ConfigError> {
         timestamp_fields,
         max_record_bytes: env.uint("MAX_RECORD_BYTES", MIB as u64, 1024, 256 * MIB as u64)?
             as usize,
+        limits: super::limits::limits(env)?,
     })
 }
 

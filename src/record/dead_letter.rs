@@ -3,7 +3,8 @@
 //! A record the worker cannot decode (stage `decode`) and a document the cluster refuses (stage
 //! `index`) become the same kind of document in `DEAD_LETTER_INDEX`: `error.type`,
 //! `error.message`, `event.original` (the raw record as a string, so it can never conflict with
-//! the dead-letter index's own mapping), `f4a.stage`, `f4a.target_index` for refused documents,
+//! the dead-letter index's own mapping), `f4a.stage`, `f4a.target_index` (for undecodable records the index of the object's fallback
+//! date, where a record with no timestamp of its own goes),
 //! and the provenance fields. Its `_id` is the record's, so it is idempotent too.
 
 use std::sync::Arc;
@@ -84,8 +85,14 @@ impl DeadLetters {
         }
     }
 
-    /// The entry for a record the decoder could not read.
-    pub fn undecodable<'a>(&self, dead: &DeadRecord, obj: &ObjectContext) -> Normalized<'a> {
+    /// The entry for a record the decoder could not read; `target_index` is where it would have
+    /// gone as far as is known (the object's fallback date: [`super::Normalizer::fallback_index`]).
+    pub fn undecodable<'a>(
+        &self,
+        dead: &DeadRecord,
+        obj: &ObjectContext,
+        target_index: Option<&str>,
+    ) -> Normalized<'a> {
         self.entry(&Entry {
             obj,
             offset: dead.offset,
@@ -94,7 +101,7 @@ impl DeadLetters {
             error_type: "decode_error",
             reason: &dead.reason,
             original: &dead.raw,
-            target_index: None,
+            target_index,
         })
     }
 
@@ -162,7 +169,8 @@ mod tests {
             reason: "invalid JSON".into(),
             raw: "{\"a\":".into(),
         };
-        let n = DeadLetters::new("f4a-dead-letter").undecodable(&d, &ctx());
+        let n = DeadLetters::new("f4a-dead-letter").undecodable(&d, &ctx(), Some("f4a-2026.11.20"));
+        assert_eq!(n.document(&ctx())["f4a"]["target_index"], "f4a-2026.11.20");
         assert_eq!(&*n.index, "f4a-dead-letter");
         assert_eq!(n.document(&ctx())["event"]["original"], "{\"a\":");
         assert_eq!(n.document(&ctx())["error"]["message"], "invalid JSON");

@@ -245,11 +245,7 @@ mod tests {
             (r#"{"a":1}{"b":2}"#, false),
             (deep.as_str(), false),
         ] {
-            let frame = Frame {
-                offset: 0,
-                data: line.as_bytes(),
-                len: line.len() as u64,
-            };
+            let frame = Frame::whole(0, line.as_bytes(), true);
             let mut d = Decoder::new(1 << 20);
             // Twice: the second time the key layout may be remembered.
             for _ in 0..2 {

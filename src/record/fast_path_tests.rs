@@ -15,11 +15,7 @@ fn both_paths(
     n: &Normalizer,
     line: &str,
 ) -> (Option<Normalized<'static>>, Normalized<'static>, bool) {
-    let frame = Frame {
-        offset: 7,
-        data: line.as_bytes(),
-        len: line.len() as u64,
-    };
+    let frame = Frame::whole(7, line.as_bytes(), true);
     let mut fast = None;
     let mut raw = false;
     let _ = Decoder::new(1 << 20).decode(&frame, |item| {
@@ -148,11 +144,7 @@ fn fast_path_keeps_the_records_text() {
     let (fast, _, _) = both_paths(&norm(), r#"{"n":1.50,"@timestamp":1764000000}"#);
     assert!(fast.is_some());
     let line = r#"{"n":1.50,"@timestamp":1764000000,"u":"\u00e9"}"#;
-    let frame = Frame {
-        offset: 0,
-        data: line.as_bytes(),
-        len: line.len() as u64,
-    };
+    let frame = Frame::whole(0, line.as_bytes(), true);
     let _ = Decoder::new(1 << 20).decode(&frame, |item| {
         let Item::Raw(r) = item else {
             panic!("not raw")
@@ -168,11 +160,7 @@ fn fast_path_keeps_the_records_text() {
     });
     // A value the tree cannot hold: fine on the fast path, a decode error where the tree
     // path is needed.
-    let frame = |line: &'static str| Frame {
-        offset: 0,
-        data: line.as_bytes(),
-        len: line.len() as u64,
-    };
+    let frame = |line: &'static str| Frame::whole(0, line.as_bytes(), true);
     for (line, ok) in [
         (r#"{"n":[1e999]}"#, true),
         (r#"{"n":[1e999],"log.x":1}"#, true),

@@ -1,15 +1,18 @@
 //! Framing: cuts a decompressed byte stream into candidate records without parsing them.
 //!
-//! The layout is detected from the first record: newline-delimited JSON (or plain text lines) is
-//! cut at newlines; JSON values concatenated with no separator (Firehose's default),
-//! pretty-printed values and top-level arrays are cut by tracking brackets and strings. Memory is
-//! bounded by `MAX_RECORD_BYTES`: a frame longer than that keeps only its head.
+//! The layout is decided once per object by [`super::layout::detect`] over the object's head
+//! (read ahead, then replayed): lines (NDJSON, text, or both mixed) are cut at newlines; JSON
+//! values concatenated with no separator (Firehose's default), pretty-printed values and
+//! top-level arrays are cut by tracking brackets and strings. Memory is bounded by
+//! `MAX_RECORD_BYTES` (a frame longer than that keeps only its head) plus the head, once.
 //!
 //! A bad record never stops the object: the framer resynchronises at the next record. In
 //! bracket-tracking layouts a truncated record followed by a newline and `{` (impossible in valid
-//! JSON) ends there, so one broken line of NDJSON costs one record, not the rest of the object.
+//! JSON) ends there, so one broken record costs one record, not the rest of the object.
 
 use std::io::{self, Read};
+
+use super::layout::{detect, is_text_line, Layout, HEAD_BYTES};
 
 /// Bracket nesting tracked for resynchronisation; deeper input still frames correctly.
 const MAX_TRACKED_DEPTH: usize = 512;
@@ -23,33 +26,40 @@ pub struct Frame<'a> {
     pub data: &'a [u8],
     /// The frame's full length in bytes.
     pub len: u64,
+    /// A whole line of a line-layout object (newline excluded): a JSON object or a text line.
+    /// Otherwise a JSON value (or a stray scalar) of a bracket-tracking layout.
+    pub line: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Layout {
-    Undecided,
-    Lines,
-    Values,
-}
-
-enum Scan {
-    Complete {
-        multiline: bool,
-    },
-    /// A newline followed by `{` where valid JSON cannot have one: the next frame has begun.
-    Resynced,
-    Eof,
+impl<'a> Frame<'a> {
+    /// A frame of `data` whole, at `offset`: for tests and tools.
+    pub fn whole(offset: u64, data: &'a [u8], line: bool) -> Frame<'a> {
+        Frame {
+            offset,
+            data,
+            len: data.len() as u64,
+            line,
+        }
+    }
 }
 
 pub struct Framer<R> {
     src: R,
-    chunk: Box<[u8]>,
+    /// Read buffer; the object's head at first (read ahead to decide the layout), then `CHUNK`.
+    chunk: Vec<u8>,
     lo: usize,
     hi: usize,
     /// Stream offset of `chunk[lo]`.
     pos: u64,
-    layout: Layout,
+    /// Offset of this stream's first byte in the object (ZIP entries after the first).
+    base: u64,
+    /// `None` until the head has been read.
+    layout: Option<Layout>,
+    /// A read error met while reading the head, reported once the head is framed.
+    deferred: Option<io::Error>,
     in_array: bool,
+    /// Whether only blanks precede the next frame on its line.
+    line_start: bool,
     max: usize,
     buf: Vec<u8>,
     frame_start: u64,
@@ -60,17 +70,25 @@ pub struct Framer<R> {
 
 impl<R: Read> Framer<R> {
     pub fn new(src: R, max_record_bytes: usize) -> Self {
+        Self::at(src, max_record_bytes, 0)
+    }
+
+    /// A framer whose offsets start at `base`: a later part of one object (a ZIP entry).
+    pub fn at(src: R, max_record_bytes: usize, base: u64) -> Self {
         Framer {
             src,
-            chunk: vec![0; CHUNK].into_boxed_slice(),
+            chunk: Vec::new(),
             lo: 0,
             hi: 0,
-            pos: 0,
-            layout: Layout::Undecided,
+            pos: base,
+            base,
+            layout: None,
+            deferred: None,
             in_array: false,
+            line_start: true,
             max: max_record_bytes,
             buf: Vec::new(),
-            frame_start: 0,
+            frame_start: base,
             frame_len: 0,
             pending: None,
         }
@@ -85,14 +103,42 @@ impl<R: Read> Framer<R> {
         }
     }
 
-    /// Bytes consumed from the decompressed stream so far.
+    /// Offset in the object just past the bytes consumed so far.
     pub fn position(&self) -> u64 {
         self.pos
+    }
+
+    /// Reads the head, decides the layout, and leaves the head in `chunk` to be framed.
+    fn decide(&mut self) -> Layout {
+        let mut head = Vec::new();
+        let read = self
+            .src
+            .by_ref()
+            .take(HEAD_BYTES as u64)
+            .read_to_end(&mut head);
+        let complete = match read {
+            Ok(_) => head.len() < HEAD_BYTES,
+            Err(e) => {
+                self.deferred = Some(e);
+                true
+            }
+        };
+        let layout = detect(&head, complete);
+        self.hi = head.len();
+        self.chunk = head;
+        self.layout = Some(layout);
+        layout
     }
 
     fn fill(&mut self) -> io::Result<bool> {
         if self.lo < self.hi {
             return Ok(true);
+        }
+        if let Some(e) = self.deferred.take() {
+            return Err(e);
+        }
+        if self.chunk.len() != CHUNK {
+            self.chunk = vec![0; CHUNK];
         }
         loop {
             match self.src.read(&mut self.chunk) {
@@ -134,99 +180,106 @@ impl<R: Read> Framer<R> {
 
     /// The next frame, or `None` at the end of the stream.
     pub fn next_frame(&mut self) -> io::Result<Option<Frame<'_>>> {
+        let layout = match self.layout {
+            Some(l) => l,
+            None => self.decide(),
+        };
         loop {
             self.buf.clear();
             self.frame_len = 0;
             let (start, first) = match self.pending.take() {
-                Some(p) => p,
-                None => match self.skip_separators()? {
+                Some(p) => {
+                    self.line_start = true; // a resynchronisation happens at a newline
+                    p
+                }
+                None => match self.skip_separators(layout)? {
                     Some(p) => p,
                     None => return Ok(None),
                 },
             };
             self.frame_start = start;
-            let is_open = first == b'{' || first == b'[';
-            match self.layout {
-                Layout::Undecided if first == b'[' => {
-                    self.layout = Layout::Values;
+            let line = layout == Layout::Lines;
+            if line {
+                self.scan_line(first)?;
+                if self.buf.iter().all(u8::is_ascii_whitespace) && self.frame_len <= self.max as u64
+                {
+                    continue; // a blank line
+                }
+            } else {
+                // Outside an array, a line that starts like JSON but is not JSON (a text line
+                // such as `[2018-05-17T08:29:12,177][INFO ]…` among pretty-printed values) is
+                // a line, not a value: cut as a value it would fall apart into fragments.
+                let line_start = std::mem::take(&mut self.line_start);
+                if !self.in_array
+                    && line_start
+                    && (first == b'[' || first == b'{')
+                    && self.text_line_ahead(first)
+                {
+                    self.scan_line(first)?;
+                    self.line_start = true; // the line's newline is consumed
+                    return Ok(Some(Frame {
+                        offset: self.frame_start,
+                        data: &self.buf,
+                        len: self.frame_len,
+                        line: true,
+                    }));
+                }
+                if !self.in_array && first == b'[' {
                     self.in_array = true;
                     continue;
                 }
-                Layout::Undecided if first == b'{' => match self.scan_value(first)? {
-                    Scan::Complete { multiline } => {
-                        let line_ends = self.rest_of_line_is_blank()?;
-                        // `{}` is one line in pretty-printed output too: it decides nothing.
-                        let empty =
-                            self.buf.iter().filter(|b| !b.is_ascii_whitespace()).count() == 2;
-                        if !(empty && line_ends) {
-                            self.layout = if line_ends && !multiline {
-                                Layout::Lines
-                            } else {
-                                Layout::Values
-                            };
-                        }
-                    }
-                    Scan::Resynced => self.layout = Layout::Lines,
-                    Scan::Eof => {}
-                },
-                Layout::Undecided | Layout::Lines => {
-                    if self.layout == Layout::Undecided {
-                        self.layout = Layout::Lines;
-                    }
-                    self.scan_line(first)?;
+                if self.in_array && first == b']' {
+                    self.in_array = false;
+                    continue;
                 }
-                Layout::Values => {
-                    if !self.in_array && first == b'[' {
-                        self.in_array = true;
-                        continue;
-                    }
-                    if self.in_array && first == b']' {
-                        self.in_array = false;
-                        continue;
-                    }
-                    if is_open {
-                        self.scan_value(first)?;
-                    } else {
-                        self.scan_scalar(first)?;
-                    }
+                if first == b'{' || first == b'[' {
+                    self.scan_value(first)?;
+                } else {
+                    self.scan_scalar(first)?;
                 }
             }
             return Ok(Some(Frame {
                 offset: self.frame_start,
                 data: &self.buf,
                 len: self.frame_len,
+                line,
             }));
         }
     }
 
-    /// Skips whitespace, a UTF-8 byte-order mark at the start, and commas between array elements.
-    fn skip_separators(&mut self) -> io::Result<Option<(u64, u8)>> {
+    /// Skips what separates frames: newlines in the line layout (a line's leading blanks are
+    /// part of it), whitespace and array commas otherwise, and a UTF-8 byte-order mark at the start.
+    fn skip_separators(&mut self, layout: Layout) -> io::Result<Option<(u64, u8)>> {
         loop {
             let at = self.pos;
             let Some(b) = self.bump()? else {
                 return Ok(None);
             };
-            let skip = b.is_ascii_whitespace()
-                || (self.in_array && b == b',')
-                || (at < 3 && matches!((at, b), (0, 0xEF) | (1, 0xBB) | (2, 0xBF)));
+            let rel = at - self.base;
+            let skip = match layout {
+                Layout::Lines => b == b'\n',
+                Layout::Values => b.is_ascii_whitespace() || (self.in_array && b == b','),
+            } || (rel < 3 && matches!((rel, b), (0, 0xEF) | (1, 0xBB) | (2, 0xBF)));
             if !skip {
                 return Ok(Some((at, b)));
+            }
+            if b == b'\n' {
+                self.line_start = true;
+            } else if b == b',' {
+                self.line_start = false;
             }
         }
     }
 
-    /// After a value: are only blanks left on this line? Consumes those blanks.
-    fn rest_of_line_is_blank(&mut self) -> io::Result<bool> {
-        while let Some(b) = self.peek()? {
-            match b {
-                b' ' | b'\t' | b'\r' => {
-                    self.bump()?;
-                }
-                b'\n' => return Ok(true),
-                _ => return Ok(false),
-            }
+    /// Whether the line whose first byte `first` was just consumed is a text line, as far as the
+    /// read buffer holds it (the line layout's rule: its JSON breaks off with a syntax error).
+    fn text_line_ahead(&self, first: u8) -> bool {
+        if self.lo == 0 || self.chunk.get(self.lo - 1) != Some(&first) {
+            return false;
         }
-        Ok(true)
+        let rest = &self.chunk[self.lo - 1..self.hi];
+        let line = memchr::memchr(b'\n', rest).map_or(rest, |i| &rest[..i]);
+        is_text_line(line)
     }
 
     /// A frame up to the end of the line (newline excluded); the fast path for NDJSON.
@@ -270,24 +323,23 @@ impl<R: Read> Framer<R> {
         Ok(())
     }
 
-    /// A balanced `{…}` or `[…]` value, string- and escape-aware.
-    fn scan_value(&mut self, first: u8) -> io::Result<Scan> {
+    /// A balanced `{…}` or `[…]` value, string- and escape-aware; it ends early at a newline
+    /// followed by `{` where valid JSON cannot have one (the next frame has begun).
+    fn scan_value(&mut self, first: u8) -> io::Result<()> {
         let mut stack: Vec<u8> = vec![first];
         let mut depth: usize = 1;
         let mut string = JsonString::default();
         let mut last_sig = first;
-        let mut multiline = false;
         // Frame length at the last raw newline, while we wait for the next significant byte.
         let mut newline_at: Option<u64> = None;
         self.push(first);
         loop {
             let at = self.pos;
             let Some(b) = self.bump()? else {
-                return Ok(Scan::Eof);
+                return Ok(());
             };
             if b == b'\n' {
                 newline_at = Some(self.frame_len);
-                multiline = true;
                 self.push(b);
                 // A raw newline cannot be inside a JSON string: the string is broken.
                 string.escape = false;
@@ -309,7 +361,7 @@ impl<R: Read> Framer<R> {
                         self.buf.truncate(nl.saturating_sub(1) as usize);
                         self.frame_len = nl - 1;
                         self.pending = Some((at, b));
-                        return Ok(Scan::Resynced);
+                        return Ok(());
                     }
                 }
             }
@@ -333,7 +385,7 @@ impl<R: Read> Framer<R> {
                         stack.pop();
                     }
                     if depth == 0 {
-                        return Ok(Scan::Complete { multiline });
+                        return Ok(());
                     }
                 }
                 _ => {}
@@ -372,89 +424,5 @@ impl JsonString {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::record::decode::decode_frame;
-    use crate::record::item::Item;
-    use crate::record::test_support::{items, texts};
-
-    fn frames(input: &[u8], max: usize) -> Vec<(u64, String, u64)> {
-        let mut f = Framer::new(input, max);
-        let mut out = vec![];
-        while let Some(fr) = f.next_frame().unwrap() {
-            out.push((
-                fr.offset,
-                String::from_utf8_lossy(fr.data).into_owned(),
-                fr.len,
-            ));
-        }
-        out
-    }
-
-    #[test]
-    fn ndjson_lines_with_offsets() {
-        let f = frames(b"{\"a\":1}\n{\"b\":2}\r\n\n  {\"c\":3}", 1024);
-        assert_eq!(f.iter().map(|x| x.0).collect::<Vec<_>>(), [0, 8, 20]);
-        assert_eq!(f[1].1, "{\"b\":2}\r");
-        assert_eq!(
-            texts(&items(b"{\"a\":1}\n{\"b\":2}\r\n\n  {\"c\":3}")).len(),
-            3
-        );
-    }
-
-    #[test]
-    fn truncated_line_costs_one_record() {
-        let input = b"{\"a\":1}\n{\"a\": 2, \"b\":\n{\"a\":3}\n{\"s\": \"unterminated\n{\"a\":4}\n";
-        let it = items(input);
-        let t = texts(&it);
-        assert_eq!(t[0], r#"{"a":1}"#);
-        assert!(t[1].starts_with("DEAD:{\"a\": 2"), "{t:?}");
-        assert_eq!(t[2], r#"{"a":3}"#);
-        assert!(t[3].starts_with("DEAD:{\"s\""), "{t:?}");
-        assert_eq!(t[4], r#"{"a":4}"#);
-        assert_eq!(t.len(), 5);
-    }
-
-    #[test]
-    fn truncated_first_line_still_detects_lines() {
-        let t = texts(&items(b"{\"a\": \n{\"b\":1}\n{\"c\":2}\n"));
-        assert!(t[0].starts_with("DEAD:"), "{t:?}");
-        assert_eq!(&t[1..], [r#"{"b":1}"#, r#"{"c":2}"#]);
-    }
-
-    #[test]
-    fn truncated_in_concatenated_layout_resyncs_on_newline() {
-        let t = texts(&items(b"{\"a\":1}{\"b\":\n{\"c\":2}"));
-        assert_eq!(t[0], r#"{"a":1}"#);
-        assert!(t[1].starts_with("DEAD:"));
-        assert_eq!(t[2], r#"{"c":2}"#);
-    }
-
-    #[test]
-    fn oversized_records_are_dead_and_skipped() {
-        let mut input = b"{\"a\":1}\n{\"big\":\"".to_vec();
-        input.extend(std::iter::repeat_n(b'x', 5000));
-        input.extend_from_slice(b"\"}\n{\"c\":2}\n");
-        let mut f = Framer::new(&input[..], 1024);
-        let mut out = vec![];
-        while let Some(fr) = f.next_frame().unwrap() {
-            assert!(fr.data.len() <= 1024);
-            decode_frame(&fr, 1024, &mut out);
-        }
-        let t = texts(&out);
-        assert_eq!(t.len(), 3);
-        assert!(matches!(&out[1], Item::Dead(d) if d.reason.contains("exceeds MAX_RECORD_BYTES")));
-        assert_eq!(t[2], r#"{"c":2}"#);
-        // Same in the bracket-tracking layout.
-        let mut input = b"{\"a\":1}{\"big\":\"".to_vec();
-        input.extend(std::iter::repeat_n(b'x', 5000));
-        input.extend_from_slice(b"\"}{\"c\":2}");
-        let mut f = Framer::new(&input[..], 1024);
-        let mut out = vec![];
-        while let Some(fr) = f.next_frame().unwrap() {
-            decode_frame(&fr, 1024, &mut out);
-        }
-        assert_eq!(out.len(), 3);
-        assert!(matches!(&out[1], Item::Dead(_)));
-    }
-}
+#[path = "frame_tests.rs"]
+mod tests;

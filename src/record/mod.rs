@@ -8,8 +8,11 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`decompress`] | compression detection by magic bytes, gzip members, the source tap |
-//! | `frame` | cutting the stream into records: NDJSON, concatenated, pretty-printed, arrays; resync |
+//! | [`decompress`] | compression detection by magic bytes (gzip, zstd, Snappy, ZIP) or framing (Hadoop Snappy), the source tap |
+//! | `hadoop_snappy` | Hadoop's block framing of raw Snappy blocks |
+//! | [`zip`] | a ZIP archive's entries, streamed from their local headers |
+//! | `layout` | which layout an object really has (lines unless its first value proves otherwise) |
+//! | `frame` | cutting the stream into records: lines, concatenated, pretty-printed, arrays; resync |
 //! | `item` | what a frame decodes to: raw record, tree record, dead record |
 //! | `decode` | one frame → items; the fast path that keeps one-line objects as text |
 //! | `tree` | the tree path: every layout and error, CloudWatch Logs messages |
@@ -18,28 +21,36 @@
 //! | `provenance` | where a record came from, and the collision rule |
 //! | `timestamp` | `@timestamp` parsing and RFC 3339 writing |
 //! | `target` | the deterministic `_id` and the index name |
+//! | `limits` | the item limits: sample, `DROP_WHERE`, field lists, caps (`f4a.overflow`) |
+//! | `caps` | the caps' walks: what moves into the overflow |
 //! | `dead_letter` | one entry shape for records that cannot be decoded or that the cluster refuses |
 //!
 //! Everything here runs on the reader's blocking thread, once per record: it is the hot path
 //! measured by `make bench`.
 
+pub(crate) mod caps;
 pub(crate) mod dead_letter;
 pub(crate) mod decode;
 pub mod decompress;
 pub(crate) mod document;
 pub(crate) mod frame;
+pub(crate) mod hadoop_snappy;
 pub(crate) mod item;
+pub(crate) mod layout;
+pub(crate) mod limits;
 pub(crate) mod normalize;
 pub(crate) mod provenance;
 pub(crate) mod target;
 pub(crate) mod timestamp;
 pub(crate) mod tree;
+pub mod zip;
 
 pub use dead_letter::DeadLetters;
 pub use decode::{decode_frame, Decoder};
 pub use document::{Normalized, Source};
 pub use frame::{Frame, Framer};
 pub use item::{DeadRecord, Item, RawRecord, Record};
+pub use limits::{Changes, DropReason, Limits, Verdict};
 pub use normalize::Normalizer;
 pub use provenance::ObjectContext;
 

@@ -23,6 +23,7 @@ use super::provenance::{
 use super::target::{document_id, IndexNames};
 use super::timestamp::{parse_raw_timestamp, parse_timestamp, rfc3339_millis};
 use crate::config::IndexPattern;
+use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub struct Normalizer {
@@ -132,6 +133,13 @@ impl Normalizer {
             }
             None => self.normalize_tree(&rec, obj),
         }
+    }
+
+    /// The index of the object's fallback date (its LastModified): where a record without a
+    /// timestamp of its own goes, and so the one named by the dead-letter entry of a record
+    /// that cannot be decoded (whose own timestamp, if any, cannot be read).
+    pub fn fallback_index(&self, obj: &ObjectContext) -> Arc<str> {
+        self.index.name(obj.last_modified)
     }
 
     /// Any decoded item: the document with its record's offset and sub-position, or the

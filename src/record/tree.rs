@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::dead_letter::raw_head;
 use super::frame::Frame;
 use super::item::{DeadRecord, Item, Record};
+use super::layout::is_text_line;
 
 /// The tree path: every layout, every error.
 pub(super) fn decode_tree(
@@ -36,6 +37,11 @@ pub(super) fn decode_tree(
     if data.is_empty() {
         return;
     }
+    // A text line is kept exactly as written, less the `\r` of a CRLF line end.
+    let line = || {
+        let l = frame.data;
+        l.strip_suffix(b"\r").unwrap_or(l)
+    };
     if data[0] == b'{' || data[0] == b'[' {
         match serde_json::from_slice::<Value>(data) {
             Ok(v) => push_value(v, offset, None, out),
@@ -45,12 +51,20 @@ pub(super) fn decode_tree(
                         push_value(v, offset, Some(i as u32), out);
                     }
                 }
-                None => out.push(dead(format!("invalid JSON: {e}"))),
+                None => match std::str::from_utf8(line()) {
+                    // In the line layout a line whose JSON breaks off with a syntax error is
+                    // text (`[2018-05-17T08:29:12,177][INFO ]…`); truncated JSON is not.
+                    Ok(text) if frame.line && is_text_line(data) => {
+                        out.push(Item::Record(message_record(text, offset, None)))
+                    }
+                    _ => out.push(dead(format!("invalid JSON: {e}"))),
+                },
             },
         }
         return;
     }
-    match std::str::from_utf8(data) {
+    let text = if frame.line { line() } else { data };
+    match std::str::from_utf8(text) {
         Ok(text) => out.push(Item::Record(message_record(text, offset, None))),
         Err(e) => out.push(dead(format!("line is not valid UTF-8: {e}"))),
     }

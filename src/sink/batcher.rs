@@ -89,8 +89,10 @@ impl Dispatcher {
             return;
         };
         let sink = self.sink.clone();
+        let busy = crate::status::board().bulk_slot();
         self.in_sink.spawn(async move {
             sink.deliver(batch).await;
+            drop(busy);
             drop(permit);
         });
         while let Some(done) = self.in_sink.try_join_next() {

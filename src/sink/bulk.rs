@@ -316,6 +316,7 @@ impl BulkSink {
             span.record("otel.status_code", "ERROR");
         }
         m.bulk_request(label);
+        crate::status::board().bulk_request(label);
         tracing::debug!(parent: &span, took_ms = started.elapsed().as_millis() as u64, "bulk request done");
         outcome
     }

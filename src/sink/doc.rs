@@ -97,6 +97,20 @@ impl Doc {
         }
     }
 
+    /// The same document with op_type `create` (all a data stream accepts): a second write of
+    /// its `_id` answers 409, which the sink counts as done.
+    pub fn into_create(self) -> Doc {
+        const INDEX: &[u8] = b"{\"index\":";
+        let mut body = BytesMut::with_capacity(self.body.len() + 1);
+        body.extend_from_slice(b"{\"create\":");
+        body.extend_from_slice(self.body.get(INDEX.len()..).unwrap_or_default());
+        Doc {
+            body: body.freeze(),
+            source_at: self.source_at + 1,
+            ..self
+        }
+    }
+
     /// The document's JSON source (without the newline).
     pub fn source(&self) -> &[u8] {
         let end = self.body.len().saturating_sub(1);

@@ -19,13 +19,15 @@ use elasticsearch::Elasticsearch;
 
 use super::{BulkClient, BulkReply, TransportError};
 use crate::config::{EsAuth, EsConfig};
+use crate::status::ClusterIdentity;
 
 /// Only what the retry decision reads: the answer stays small however big the batch.
 const FILTER_PATH: &str = "errors,items.*.status,items.*.error.type,items.*.error.reason";
 
 /// The cluster, through the official client.
 pub struct EsClient {
-    client: Elasticsearch,
+    /// Shared with the admin calls (es_admin.rs).
+    pub(super) client: Elasticsearch,
 }
 
 impl EsClient {
@@ -109,7 +111,15 @@ impl BulkClient for EsClient {
             )
             .await;
         match result {
-            Ok(r) if r.status_code().is_success() => Ok(()),
+            Ok(r) if r.status_code().is_success() => {
+                // `GET /` also says who the cluster is: for `/status`.
+                if let Ok(body) = r.bytes().await {
+                    if let Some(id) = identity(&body) {
+                        crate::status::board().cluster_identity(id);
+                    }
+                }
+                Ok(())
+            }
             Ok(r) => Err(format!(
                 "HTTP {} from the cluster",
                 r.status_code().as_u16()
@@ -117,6 +127,23 @@ impl BulkClient for EsClient {
             Err(e) => Err(format!("cluster unreachable: {}", error_chain(&e))),
         }
     }
+}
+
+/// Name, uuid, distribution and version from the body of `GET /` (Elasticsearch has no
+/// `version.distribution`); `None` if it is not that document.
+fn identity(body: &[u8]) -> Option<ClusterIdentity> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let text = |x: &serde_json::Value| x.as_str().unwrap_or_default().to_string();
+    let version = v.get("version")?;
+    Some(ClusterIdentity {
+        name: text(&v["cluster_name"]),
+        uuid: text(&v["cluster_uuid"]),
+        distribution: version["distribution"]
+            .as_str()
+            .unwrap_or("elasticsearch")
+            .to_string(),
+        version: text(&version["number"]),
+    })
 }
 
 /// An error with its causes (`a: b: c`): the transport's own message hides the reason (a TLS
@@ -133,4 +160,27 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_of_opensearch_and_elasticsearch() {
+        let os = br#"{"name":"n1","cluster_name":"logs","cluster_uuid":"u1","version":{"distribution":"opensearch","number":"2.19.1"},"tagline":"The OpenSearch Project"}"#;
+        let id = identity(os).unwrap();
+        assert_eq!(
+            (
+                id.name.as_str(),
+                id.distribution.as_str(),
+                id.version.as_str()
+            ),
+            ("logs", "opensearch", "2.19.1")
+        );
+        let es = br#"{"cluster_name":"c","cluster_uuid":"u","version":{"number":"8.19.3","build_flavor":"default"}}"#;
+        assert_eq!(identity(es).unwrap().distribution, "elasticsearch");
+        assert_eq!(identity(b"<html>"), None);
+        assert_eq!(identity(b"{}"), None);
+    }
 }

@@ -101,6 +101,18 @@ impl MemoryCluster {
         self.state().indices.get(index).cloned().unwrap_or_default()
     }
 
+    /// Every document of every index: (index, `_id`, source).
+    pub fn all_docs(&self) -> Vec<(String, String, Value)> {
+        let st = self.state();
+        st.indices
+            .iter()
+            .flat_map(|(index, docs)| {
+                docs.iter()
+                    .map(move |(id, d)| (index.clone(), id.clone(), d.clone()))
+            })
+            .collect()
+    }
+
     /// Documents in all indices.
     pub fn count(&self) -> usize {
         self.state().indices.values().map(BTreeMap::len).sum()

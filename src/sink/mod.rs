@@ -11,17 +11,26 @@
 //! above it (batching, rate, retry decisions, dead letters) is the same whatever the client.
 //! Every document carries its message's ack token; the sink resolves it (indexed or
 //! dead-lettered) or drops it (the message is then kept for another try).
+//!
+//! Beside the data path, the cluster's upkeep ([`upkeep`]): the index templates ([`setup`]) and
+//! the deletion of old daily indices ([`retention`]), through a second small trait,
+//! [`admin::ClusterAdmin`] (the same client; [`admin::MemoryAdmin`] in tests).
 
 use bytes::Bytes;
 
+pub mod admin;
 pub(crate) mod batcher;
 pub(crate) mod bulk;
 pub(crate) mod classify;
 pub(crate) mod doc;
 pub(crate) mod es;
+mod es_admin;
 pub mod fleet;
 pub mod memory;
 pub(crate) mod rate_limiter;
+pub mod retention;
+pub mod setup;
+pub mod upkeep;
 
 pub use doc::Doc;
 

@@ -65,7 +65,11 @@ impl InFlight {
         let Some(receipt) = self.untrack(message_id) else {
             return;
         };
-        if self.queue.delete(&receipt).await.is_err() {
+        if let Err(e) = self.queue.delete(&receipt).await {
+            crate::status::board().error(
+                crate::status::Stage::Delete,
+                &format!("message {message_id}: {e}"),
+            );
             tracing::error!(
                 message_id,
                 "giving up deleting the message; it will be redelivered and overwrite its documents"

@@ -14,6 +14,7 @@
 pub mod moto;
 pub mod proxy;
 pub mod search;
+pub mod tmux;
 
 // Not every suite uses every item.
 #[allow(unused_imports)]
@@ -368,13 +369,17 @@ impl Drop for World {
         // with its own runtime does the delete.
         // A client of its own too: the test's pooled connections belong to the test's runtime.
         let (url, pattern) = (self.es.url.clone(), self.all());
+        let templates = format!("f4a-indexer-*{}*", self.prefix);
         let _ = std::thread::spawn(move || {
             let es = SearchServer::at(&url);
             if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
-                rt.block_on(es.delete_indices(&pattern));
+                rt.block_on(async {
+                    es.delete_indices(&pattern).await;
+                    es.delete_templates(&templates).await;
+                });
             }
         })
         .join();

@@ -70,6 +70,10 @@ pub struct ProxyState {
     pub reset_permille: AtomicU32,
     /// Answer every request with 401 (forwarding nothing).
     pub unauthorized: AtomicBool,
+    /// Answer 403 to requests whose path starts with one of these (a user without that
+    /// privilege), forwarding nothing; counted in `forbidden_answers`.
+    forbidden: Mutex<Vec<String>>,
+    pub forbidden_answers: AtomicU64,
     /// Answer `_bulk` here with all-201 items, forwarding nothing.
     pub sink: AtomicBool,
     /// A cluster that takes at most this many documents per one-second window and answers 429
@@ -120,6 +124,11 @@ impl ProxyState {
         rule: impl Fn(&ItemCtx<'_>) -> Option<ItemFault> + Send + Sync + 'static,
     ) {
         *lock(&self.item_rule) = Some(Arc::new(rule));
+    }
+
+    /// Requests to paths starting with `prefix` (`/_index_template`) get 403 from now on.
+    pub fn forbid(&self, prefix: &str) {
+        self.forbidden.lock().unwrap().push(prefix.to_string());
     }
 
     pub fn clear_item_rule(&self) {
@@ -347,6 +356,8 @@ impl Proxy {
             bulk_delay_ms: AtomicU64::new(0),
             reset_permille: AtomicU32::new(0),
             unauthorized: AtomicBool::new(false),
+            forbidden: Mutex::new(Vec::new()),
+            forbidden_answers: AtomicU64::new(0),
             sink: AtomicBool::new(false),
             down: Mutex::new(None),
             connections: AtomicU64::new(0),
@@ -638,6 +649,19 @@ async fn handle(req: &Request, state: &ProxyState, http: &reqwest::Client) -> Re
         );
     }
     let path = req.target.split('?').next().unwrap_or("");
+    if state
+        .forbidden
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|p| path.starts_with(p.as_str()))
+    {
+        state.forbidden_answers.fetch_add(1, Ordering::SeqCst);
+        return Reply::json(
+            403,
+            json!({"error": {"type": "security_exception", "reason": format!("action [{}] is unauthorized for user [f4a]", req.target)}, "status": 403}),
+        );
+    }
     if !(req.method == "POST" && path.ends_with("/_bulk")) {
         return match forward(http, state, req, req.body.clone()).await {
             Ok((status, body)) => Reply {

@@ -183,6 +183,31 @@ impl SearchServer {
             .unwrap_or_default()
     }
 
+    /// Deletes the composable index templates whose name matches `pattern` (the worker's
+    /// `ES_SETUP` puts them), by name.
+    pub async fn delete_templates(&self, pattern: &str) {
+        let (status, v) = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/_index_template/{pattern}"),
+                None,
+            )
+            .await;
+        if status != 200 {
+            return;
+        }
+        for t in v["index_templates"].as_array().into_iter().flatten() {
+            if let Some(name) = t["name"].as_str() {
+                self.request(
+                    reqwest::Method::DELETE,
+                    &format!("/_index_template/{name}"),
+                    None,
+                )
+                .await;
+            }
+        }
+    }
+
     /// Deletes the indices matching `pattern`, by name (a wildcard delete may be refused by
     /// `action.destructive_requires_name`).
     pub async fn delete_indices(&self, pattern: &str) {
