@@ -62,6 +62,13 @@ PIP_PACKAGES=(
   "pytest==9.2.0" "cfn-lint==1.58.0" "awscli==1.42.40"
 )
 
+# DynamoDB for the fleet tests (tests/fleet.rs): moto's server, in a venv of its own because
+# LocalStack's venv holds moto-ext, which installs the same `moto` package (one would overwrite
+# the other). Its own stamp: changing the pin reinstalls only this venv.
+MOTO_VERSION=5.2.1
+MOTO_VENV="$CACHE/moto-venv"
+MOTO_STAMP="$MOTO_VENV/.f4a-moto-stamp"
+
 LS_URL="http://127.0.0.1:$LOCALSTACK_PORT"
 ES_URL_LOCAL="http://127.0.0.1:$ES_PORT"
 STAMP="$VENV/.f4a-stack-stamp"
@@ -117,6 +124,10 @@ engine_installed() {
 }
 
 is_installed() { venv_installed && engine_installed; }
+
+moto_installed() {
+  [[ -f "$MOTO_STAMP" && "$(cat "$MOTO_STAMP")" == "moto[server]==$MOTO_VERSION" && -x "$MOTO_VENV/bin/moto_server" ]]
+}
 
 # GET $1 and print the body; fails unless HTTP 2xx. curl if present, else
 # Python (a fresh box may lack curl).
@@ -227,6 +238,20 @@ install_venv() {
   log "installed: localstack-core 4.9.2, osmem-server $("$bin" -version 2>&1 | head -1)"
 }
 
+install_moto() {
+  if moto_installed; then
+    log "moto already installed ($MOTO_VENV)"
+    return 0
+  fi
+  command -v "$PYTHON" >/dev/null || die "$PYTHON not found (set PYTHON=/path/to/python3.11)"
+  rm -rf "$MOTO_VENV"
+  "$PYTHON" -m venv "$MOTO_VENV" || die "venv creation failed (Debian: apt-get install python3.11-venv)"
+  log "installing moto[server]==$MOTO_VERSION (DynamoDB for the fleet tests)"
+  "$MOTO_VENV/bin/python" -m pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  "$MOTO_VENV/bin/moto_server" --help >/dev/null || die "moto_server does not run"
+  echo "moto[server]==$MOTO_VERSION" >"$MOTO_STAMP"
+}
+
 # Resolve the node's jars into $M2 (Maven Central the first time, offline after), compile the
 # launcher against them, write the argfile that `java` runs it with.
 install_engine() {
@@ -311,6 +336,7 @@ install_elasticsearch() {
 cmd_install() {
   install_venv
   install_engine
+  install_moto
 }
 
 # Start "$1" (name) in its own session in the background, logging to $LOGS/$1.log.
@@ -498,6 +524,8 @@ export F4A_ENGINE=$ENGINE
 export F4A_OSMEM_BIN=$(cat "$OSMEM_BIN_FILE")
 export F4A_VENV=$VENV
 ENV
+  # Tests start private moto servers with: $F4A_MOTO_SERVER -H 127.0.0.1 -p PORT
+  if moto_installed; then echo "export F4A_MOTO_SERVER=$MOTO_VENV/bin/moto_server"; fi
   if [[ "$KIND" == elasticsearch ]]; then
     # Tests start private nodes with: $F4A_ELASTICSEARCH_JAVA -Xms.. -Xmx.. @$F4A_ELASTICSEARCH_ARGS --home H --data D ...
     cat <<ENV

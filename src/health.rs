@@ -7,7 +7,9 @@
 //!   with the reason while either fails (a cluster that is down, refusing bulk requests, or
 //!   rejecting credentials), or for good once the cluster refused the worker's configuration
 //!   (Serverless refusing document ids: only a restart with another configuration helps). It
-//!   also shows who the cluster is (`cluster_identity`: flavour and version, once known).
+//!   also shows who the cluster is (`cluster_identity`: flavour and version, once known). With a
+//!   fleet budget the body also has `fleet` (mode, live tasks, own share, last table error); a
+//!   fallback share is safe and does not make the task unready.
 //! - `GET /status` — always 200: a JSON snapshot of the live counters and gauges
 //!   ([`crate::status::Snapshot`]): documents in and out per second, rates, messages in flight,
 //!   bulk slots, retries, dead letters, last error per stage, cluster and SQS state. What
@@ -46,6 +48,8 @@ pub struct Health {
     cluster_identity: Mutex<Option<String>>,
     /// Set once, never cleared: the cluster refuses what this configuration sends.
     configuration_problem: Mutex<Option<String>>,
+    /// The fleet state (`FLEET_DOCS_PER_SEC`), as shown on `/readyz`.
+    fleet: Mutex<Option<serde_json::Value>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -65,6 +69,7 @@ impl Health {
             last_cluster_report_ms: AtomicU64::new(0),
             cluster_identity: Mutex::new(None),
             configuration_problem: Mutex::new(None),
+            fleet: Mutex::new(None),
         })
     }
 
@@ -121,6 +126,11 @@ impl Health {
         true
     }
 
+    /// The fleet state for `/readyz`.
+    pub fn fleet_state(&self, state: serde_json::Value) {
+        *lock(&self.fleet) = Some(state);
+    }
+
     /// Time since the cluster state was last reported (the probe skips a busy pipeline).
     pub fn cluster_report_age(&self) -> Duration {
         Duration::from_millis(
@@ -160,11 +170,12 @@ impl Health {
         } else {
             "degraded"
         };
-        (
-            ready,
-            json!({"status": status, "sqs": sqs, "cluster": cluster,
-                   "cluster_identity": self.cluster_identity()}),
-        )
+        let mut body = json!({"status": status, "sqs": sqs, "cluster": cluster,
+                              "cluster_identity": self.cluster_identity()});
+        if let Some(fleet) = lock(&self.fleet).clone() {
+            body["fleet"] = fleet;
+        }
+        (ready, body)
     }
 }
 

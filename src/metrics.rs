@@ -18,6 +18,9 @@
 //! | `f4a.messages.in_flight` | up-down counter | `{message}` | messages being processed |
 //! | `f4a.rate.configured` | gauge | `{document}/s` | `RATE_LIMIT_DOCS_PER_SEC` (0 = unlimited) |
 //! | `f4a.rate.effective` | gauge | `{document}/s` | rate after adaptive decreases |
+//! | `f4a.fleet.live_tasks` | gauge | `{task}` | live tasks in the last fleet read (`FLEET_DOCS_PER_SEC` only) |
+//! | `f4a.fleet.share` | gauge | `{document}/s` | this task's share of the fleet budget (before adaptive decreases) |
+//! | `f4a.fleet.fallback` | gauge | `1` | 1 while the task uses the fallback share `FLEET_DOCS_PER_SEC / FLEET_MAX_TASKS` |
 //! | `f4a.rate_limiter.wait` | histogram | `s` | time a bulk attempt waited for tokens |
 //! | `f4a.lag` | histogram | `s` | from the S3 event time to the document being indexed |
 //! | `f4a.sqs.empty_receives` | counter | `{receive}` | long polls that returned no message |
@@ -138,6 +141,7 @@ pub struct Metrics {
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 static GAUGES: OnceLock<Vec<ObservableGauge<f64>>> = OnceLock::new();
+static FLEET_GAUGES: OnceLock<Vec<ObservableGauge<f64>>> = OnceLock::new();
 
 /// The instruments; created on first use, after telemetry has installed the meter provider.
 pub fn get() -> &'static Metrics {
@@ -327,6 +331,32 @@ pub fn register_rate_gauges(rate: Arc<dyn Fn() -> (f64, f64) + Send + Sync>) {
                 .with_unit("{document}/s")
                 .with_description("Insert rate after adaptive decreases (0 = unlimited)")
                 .with_callback(move |o| o.observe(rate().1, &[]))
+                .build(),
+        ]
+    });
+}
+
+/// Registers the fleet gauges, read from `fleet` at each export: (live tasks, own share,
+/// 1.0 in fallback else 0.0).
+pub fn register_fleet_gauges(fleet: Arc<dyn Fn() -> (f64, f64, f64) + Send + Sync>) {
+    FLEET_GAUGES.get_or_init(|| {
+        let m = opentelemetry::global::meter("f4a-indexer");
+        let (live, share) = (fleet.clone(), fleet.clone());
+        vec![
+            m.f64_observable_gauge("f4a.fleet.live_tasks")
+                .with_unit("{task}")
+                .with_description("Live tasks in the last read of the fleet table")
+                .with_callback(move |o| o.observe(live().0, &[]))
+                .build(),
+            m.f64_observable_gauge("f4a.fleet.share")
+                .with_unit("{document}/s")
+                .with_description("This task's share of FLEET_DOCS_PER_SEC")
+                .with_callback(move |o| o.observe(share().1, &[]))
+                .build(),
+            m.f64_observable_gauge("f4a.fleet.fallback")
+                .with_unit("1")
+                .with_description("1 while the fleet table cannot be used (fallback share)")
+                .with_callback(move |o| o.observe(fleet().2, &[]))
                 .build(),
         ]
     });

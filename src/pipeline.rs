@@ -37,6 +37,7 @@ use crate::sink::admin::ClusterAdmin;
 use crate::sink::batcher;
 use crate::sink::bulk::BulkSink;
 use crate::sink::es::EsClient;
+use crate::sink::fleet::{self, dynamo::DynamoTable, Fleet, FleetTable, Mode, Status};
 use crate::sink::rate_limiter::RateLimiter;
 use crate::sink::{upkeep, BulkClient};
 use crate::source::inflight::InFlight;
@@ -56,6 +57,8 @@ pub struct Wings {
     pub queue: Arc<dyn Queue>,
     pub store: Arc<dyn ObjectStore>,
     pub cluster: Arc<dyn BulkClient>,
+    /// The fleet table (`FLEET_TABLE`); `None` without a fleet budget.
+    pub fleet: Option<Arc<dyn FleetTable>>,
     /// Templates and retention ([`crate::sink::upkeep`]); the same client as `cluster`.
     pub admin: Arc<dyn ClusterAdmin>,
 }
@@ -71,11 +74,16 @@ impl Wings {
             EsClient::new(&cfg.sink.es, sdk.credentials_provider())
                 .context("configuring the Elasticsearch client")?,
         );
+        let fleet = cfg.fleet.as_ref().map(|f| {
+            Arc::new(DynamoTable::new(&sdk, &f.table, f.endpoint_url.as_deref()))
+                as Arc<dyn FleetTable>
+        });
         Ok(Wings {
             queue: Arc::new(SqsQueue::new(&sdk, source)),
             store: Arc::new(S3Store::new(&sdk, source.aws_endpoint_url.is_some())),
             admin: cluster.clone(),
             cluster,
+            fleet,
         })
     }
 }
@@ -116,6 +124,20 @@ pub async fn run_with(
         cfg.sink.es.url.clone(),
         background.clone(),
     ));
+    let fleet = match (&cfg.fleet, wings.fleet.clone()) {
+        (Some(f), Some(table)) => Some(
+            start_fleet(
+                f,
+                table,
+                wings.queue.name(),
+                &sink,
+                &health,
+                background.clone(),
+            )
+            .await,
+        ),
+        _ => None,
+    };
     let gauge_sink = sink.clone();
     let rates: Arc<dyn Fn() -> (f64, f64) + Send + Sync> = Arc::new(move || {
         let configured = gauge_sink.configured_rate().map_or(0.0, f64::from);
@@ -223,6 +245,10 @@ pub async fn run_with(
             }
         }
     }
+    // After the last bulk attempt: peers take this task's share at their next read.
+    if let Some(fleet) = &fleet {
+        fleet.leave().await;
+    }
     background.cancel();
     let _ = heartbeat.await;
     // A retention run in progress finishes (it is bounded); the next would start in an hour.
@@ -233,6 +259,58 @@ pub async fn run_with(
         "f4a-indexer stopped"
     );
     Ok(())
+}
+
+/// Joins the fleet (`FLEET_*`): the member loop sets the sink's share and publishes the state
+/// on `/readyz` and the metrics. The service key is the queue's name: every task reading the
+/// queue shares the budget.
+async fn start_fleet(
+    cfg: &crate::config::FleetConfig,
+    table: Arc<dyn FleetTable>,
+    service: &str,
+    sink: &Arc<BulkSink>,
+    health: &Arc<Health>,
+    stop: CancellationToken,
+) -> Arc<Fleet> {
+    let task = tokio::task::spawn_blocking(fleet::task_id)
+        .await
+        .unwrap_or_else(|_| format!("{}", std::process::id()));
+    let member = Arc::new(Fleet::new(
+        table,
+        service,
+        task,
+        cfg.docs_per_sec,
+        cfg.max_tasks,
+        fleet::Timing::default(),
+    ));
+    let budget = cfg.docs_per_sec.max(1) as f64;
+    let state = Arc::new(std::sync::Mutex::new((0.0f64, 0.0f64, 0.0f64)));
+    let gauges = state.clone();
+    metrics::register_fleet_gauges(Arc::new(move || {
+        *gauges.lock().unwrap_or_else(|e| e.into_inner())
+    }));
+    let (sink, health, task) = (sink.clone(), health.clone(), member.task().to_string());
+    let sink_for_start = sink.clone();
+    let apply = Arc::new(move |s: &Status| {
+        sink.set_share(s.share / budget);
+        *state.lock().unwrap_or_else(|e| e.into_inner()) = (
+            s.live_tasks as f64,
+            s.share,
+            if s.mode == Mode::Fallback { 1.0 } else { 0.0 },
+        );
+        health.fleet_state(serde_json::json!({
+            "mode": s.mode.as_str(),
+            "task": task,
+            "live_tasks": s.live_tasks,
+            "share_docs_per_sec": s.share,
+            "budget_docs_per_sec": budget,
+            "error": s.error,
+        }));
+    });
+    // Nothing is sent before the first heartbeat and read (or the first table failure).
+    sink_for_start.set_share(0.0);
+    tokio::spawn(member.clone().run(apply, stop));
+    member
 }
 
 /// The record and sink wings, ready for objects: everything but the queue. The message worker

@@ -61,6 +61,7 @@ async fn index(objects: &[(String, Vec<u8>)]) -> Vec<(String, Value)> {
         store,
         cluster: cluster.clone(),
         admin: std::sync::Arc::new(f4a_indexer::sink::admin::MemoryAdmin::new()),
+        fleet: None,
     };
     let run = pipeline::run_with(
         cfg,

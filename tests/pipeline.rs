@@ -70,6 +70,7 @@ impl World {
             queue: self.queue.clone(),
             store: self.store.clone(),
             cluster: self.cluster.clone(),
+            fleet: None,
             admin: Arc::new(f4a_indexer::sink::admin::MemoryAdmin::new()),
         };
         tokio::spawn(pipeline::run_with(cfg, wings, opts, self.shutdown.clone()))

@@ -20,6 +20,7 @@ pub const PREFIXES: &[&str] = &[
     "DROP_",
     "SAMPLE_",
     "RETENTION_",
+    "FLEET_",
 ];
 
 /// Every variable under [`PREFIXES`] that the configuration reads (a unit test keeps the two in
@@ -82,6 +83,9 @@ pub const KNOWN: &[&str] = &[
     "DEAD_LETTER_RETENTION_DAYS",
     "RETENTION_DRY_RUN",
     "RETENTION_MAX_DELETES_PER_RUN",
+    "FLEET_DOCS_PER_SEC",
+    "FLEET_TABLE",
+    "FLEET_MAX_TASKS",
 ];
 
 /// The first variable (in name order) under the worker's prefixes that it does not know, as an

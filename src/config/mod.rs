@@ -28,7 +28,7 @@ pub use cluster::{
 use env::{err, Env};
 pub use env::{ConfigError, IndexPattern};
 pub use limits::{DropOp, DropRule, FieldPattern, LimitsConfig};
-use sections::{otel_settings, rate, record, sink, source, worker};
+use sections::{fleet, otel_settings, rate, record, sink, source, worker};
 
 /// How the worker authenticates to the cluster.
 #[derive(Clone, PartialEq, Eq)]
@@ -127,10 +127,27 @@ pub struct Config {
     pub record: RecordConfig,
     pub sink: SinkConfig,
     pub rate: RateConfig,
+    /// `None`: no fleet budget (`FLEET_DOCS_PER_SEC` unset), each task has its own rate.
+    pub fleet: Option<FleetConfig>,
     pub telemetry: TelemetryConfig,
     pub worker: WorkerConfig,
     /// What the worker manages in the cluster: index templates, retention.
     pub cluster: ClusterConfig,
+}
+
+/// One insert budget for the whole service, shared through a DynamoDB table (`FLEET_*`).
+/// With it, [`RateConfig::docs_per_sec`] is the budget and each task sends at its share of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// `FLEET_DOCS_PER_SEC`: documents per second for all tasks together.
+    pub docs_per_sec: u32,
+    /// `FLEET_TABLE`: the DynamoDB table of members (created if missing).
+    pub table: String,
+    /// `FLEET_MAX_TASKS`: most tasks that can run at once (rolling deployments included); the
+    /// fallback share is `docs_per_sec / max_tasks`.
+    pub max_tasks: u32,
+    /// `AWS_ENDPOINT_URL_DYNAMODB`, else `AWS_ENDPOINT_URL`.
+    pub endpoint_url: Option<String>,
 }
 
 /// The queue and the AWS SDK (`SQS_*`, `AWS_*`).
@@ -318,6 +335,7 @@ impl Config {
             record,
             cluster,
             rate: rate(&env)?,
+            fleet: fleet(&env)?,
             worker: worker(&env)?,
             telemetry: TelemetryConfig {
                 log_format: match env.string("LOG_FORMAT").as_deref() {

@@ -8,8 +8,9 @@ use std::time::Duration;
 use super::connection;
 use super::env::{check_http_url, err, index_pattern, Env};
 use super::{
-    health_addr, BulkConfig, ConfigError, DocumentIds, EsConfig, OtelProtocol, OtelSettings,
-    RateConfig, RecordConfig, RetryConfig, SinkConfig, SourceConfig, WorkerConfig,
+    health_addr, BulkConfig, ConfigError, DocumentIds, EsAuth, EsConfig, FleetConfig,
+    OtelProtocol, OtelSettings, RateConfig, RecordConfig, RetryConfig, SinkConfig, SourceConfig,
+    WorkerConfig,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -160,7 +161,24 @@ pub(super) fn record(env: &Env<'_>) -> Result<RecordConfig, ConfigError> {
 }
 
 pub(super) fn rate(env: &Env<'_>) -> Result<RateConfig, ConfigError> {
-    let rate = env.uint("RATE_LIMIT_DOCS_PER_SEC", 1000, 0, u32::MAX as u64)? as u32;
+    // With a fleet budget the limiter's ceiling is the budget (a task alone may take all of it);
+    // the burst and the adaptive floor are the fleet's, split by share like the rate.
+    let fleet = env.uint("FLEET_DOCS_PER_SEC", 0, 0, u32::MAX as u64)? as u32;
+    if fleet > 0 {
+        if let Some(v) = env.string("RATE_LIMIT_DOCS_PER_SEC") {
+            return Err(err(
+                "RATE_LIMIT_DOCS_PER_SEC",
+                Some(&v),
+                "cannot be combined with FLEET_DOCS_PER_SEC",
+                "unset it (FLEET_DOCS_PER_SEC is the rate of the whole fleet), or unset FLEET_DOCS_PER_SEC",
+            ));
+        }
+    }
+    let rate = if fleet > 0 {
+        fleet
+    } else {
+        env.uint("RATE_LIMIT_DOCS_PER_SEC", 1000, 0, u32::MAX as u64)? as u32
+    };
     let burst = env.uint("RATE_LIMIT_BURST", rate.max(1) as u64, 1, u32::MAX as u64)? as u32;
     let bytes = env.uint("RATE_LIMIT_BYTES_PER_SEC", 0, 0, u32::MAX as u64)? as u32;
     let adaptive = env.bool("RATE_LIMIT_ADAPTIVE", true)?;
@@ -186,6 +204,55 @@ pub(super) fn rate(env: &Env<'_>) -> Result<RateConfig, ConfigError> {
     } else {
         limit
     })
+}
+
+/// `FLEET_*`: `None` unless `FLEET_DOCS_PER_SEC` is set; the table and the maximum number of
+/// tasks are then required.
+pub(super) fn fleet(env: &Env<'_>) -> Result<Option<FleetConfig>, ConfigError> {
+    let docs_per_sec = env.uint("FLEET_DOCS_PER_SEC", 0, 0, u32::MAX as u64)? as u32;
+    if docs_per_sec == 0 {
+        return Ok(None);
+    }
+    let table = env.string("FLEET_TABLE").ok_or_else(|| {
+        err(
+            "FLEET_TABLE",
+            None,
+            "is required with FLEET_DOCS_PER_SEC",
+            "a DynamoDB table name (3-255 of a-z A-Z 0-9 _ - .)",
+        )
+    })?;
+    let valid = (3..=255).contains(&table.len())
+        && table
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    if !valid {
+        return Err(err(
+            "FLEET_TABLE",
+            Some(&table),
+            "is not a DynamoDB table name",
+            "3-255 of a-z A-Z 0-9 _ - .",
+        ));
+    }
+    if env.string("FLEET_MAX_TASKS").is_none() {
+        return Err(err(
+            "FLEET_MAX_TASKS",
+            None,
+            "is required with FLEET_DOCS_PER_SEC",
+            "an integer from 1 to 10000: the autoscaling maximum x MaximumPercent / 100",
+        ));
+    }
+    let max_tasks = env.uint("FLEET_MAX_TASKS", 1, 1, 10_000)? as u32;
+    if let Some(u) = env.string("AWS_ENDPOINT_URL_DYNAMODB") {
+        check_http_url("AWS_ENDPOINT_URL_DYNAMODB", &u)?;
+    }
+    Ok(Some(FleetConfig {
+        docs_per_sec,
+        table,
+        max_tasks,
+        endpoint_url: env
+            .string("AWS_ENDPOINT_URL_DYNAMODB")
+            .or_else(|| env.string("AWS_ENDPOINT_URL")),
+    }))
 }
 
 pub(super) fn worker(env: &Env<'_>) -> Result<WorkerConfig, ConfigError> {

@@ -215,6 +215,9 @@ fn every_variable_read_under_the_prefixes_is_known_and_documented() {
             "SQS_QUEUE_URL" => Some("http://localhost/q".into()),
             // Reach the variables read only in combination.
             "ES_USERNAME" | "ES_PASSWORD" => Some("x".into()),
+            "FLEET_DOCS_PER_SEC" => Some("600".into()),
+            "FLEET_TABLE" => Some("f4a-fleet".into()),
+            "FLEET_MAX_TASKS" => Some("2".into()),
             _ => None,
         }
     });
@@ -390,5 +393,63 @@ fn cloud_id_compression_and_document_ids() {
     assert_eq!(
         cfg(&[("ES_DOCUMENT_ID", "random")]).unwrap_err().var,
         "ES_DOCUMENT_ID"
+fn fleet_budget_needs_table_and_max_tasks() {
+    assert_eq!(cfg(&[]).unwrap().fleet, None);
+    let e = cfg(&[("FLEET_DOCS_PER_SEC", "600")]).unwrap_err();
+    assert_eq!(e.var, "FLEET_TABLE");
+    let e = cfg(&[("FLEET_DOCS_PER_SEC", "600"), ("FLEET_TABLE", "f4a-fleet")]).unwrap_err();
+    assert_eq!(e.var, "FLEET_MAX_TASKS");
+    assert!(e.accepted.contains("MaximumPercent"), "{e}");
+    let e = cfg(&[
+        ("FLEET_DOCS_PER_SEC", "600"),
+        ("FLEET_TABLE", "a b"),
+        ("FLEET_MAX_TASKS", "4"),
+    ])
+    .unwrap_err();
+    assert_eq!(e.var, "FLEET_TABLE");
+    let e = cfg(&[
+        ("FLEET_DOCS_PER_SEC", "600"),
+        ("FLEET_TABLE", "f4a-fleet"),
+        ("FLEET_MAX_TASKS", "0"),
+    ])
+    .unwrap_err();
+    assert_eq!(e.var, "FLEET_MAX_TASKS");
+    let e = cfg(&[
+        ("FLEET_DOCS_PER_SEC", "600"),
+        ("FLEET_TABLE", "f4a-fleet"),
+        ("FLEET_MAX_TASKS", "4"),
+        ("RATE_LIMIT_DOCS_PER_SEC", "100"),
+    ])
+    .unwrap_err();
+    assert_eq!(e.var, "RATE_LIMIT_DOCS_PER_SEC");
+}
+
+#[test]
+fn fleet_budget_is_the_limiter_ceiling_and_dynamodb_endpoint_wins() {
+    let c = cfg(&[
+        ("FLEET_DOCS_PER_SEC", "600"),
+        ("FLEET_TABLE", "f4a-fleet"),
+        ("FLEET_MAX_TASKS", "8"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
+        ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9370"),
+    ])
+    .unwrap();
+    let f = c.fleet.unwrap();
+    assert_eq!((f.docs_per_sec, f.max_tasks), (600, 8));
+    assert_eq!(f.table, "f4a-fleet");
+    assert_eq!(f.endpoint_url.as_deref(), Some("http://127.0.0.1:9370"));
+    assert_eq!(c.rate.docs_per_sec, Some(600));
+    assert_eq!(c.rate.burst, 600);
+    assert_eq!(c.rate.adaptive_floor, Some(6));
+    let c = cfg(&[
+        ("FLEET_DOCS_PER_SEC", "600"),
+        ("FLEET_TABLE", "f4a-fleet"),
+        ("FLEET_MAX_TASKS", "8"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
+    ])
+    .unwrap();
+    assert_eq!(
+        c.fleet.unwrap().endpoint_url.as_deref(),
+        Some("http://127.0.0.1:4566")
     );
 }

@@ -57,6 +57,11 @@ impl BulkSink {
         self.limiter.effective_rate()
     }
 
+    /// This task's factor of the configured rate (the fleet budget's share, 0–1).
+    pub fn set_share(&self, factor: f64) {
+        self.limiter.set_share(factor)
+    }
+
     /// `RATE_LIMIT_DOCS_PER_SEC` (`None` = unlimited).
     pub fn configured_rate(&self) -> Option<u32> {
         self.limiter.configured_rate()

@@ -27,6 +27,7 @@ pub(crate) mod doc;
 pub(crate) mod es;
 mod es_admin;
 pub mod flavour;
+pub mod fleet;
 pub mod memory;
 pub(crate) mod rate_limiter;
 pub mod retention;

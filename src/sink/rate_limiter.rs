@@ -15,12 +15,19 @@
 //!   it the configured rate is. The bucket itself keeps the configured rate; a lower effective
 //!   rate makes each document cost proportionally more tokens, so changing the rate needs no new
 //!   bucket.
+//! - Fleet share (`FLEET_DOCS_PER_SEC`, see `sink::fleet`): the configured rate is the budget of
+//!   the whole fleet and [`RateLimiter::set_share`] sets this task's factor of it. The factor
+//!   multiplies the effective rate the same way (each document costs `1 / factor` more tokens),
+//!   so the ceiling is the share, the burst in documents shrinks with it (the fleet's bursts add
+//!   up to one burst), and the adaptive rate composes: share × AIMD factor. A factor of 0 (a
+//!   joining task) holds every request until a share is set.
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter as Governor};
+use tokio::sync::watch;
 
 use crate::config::RateConfig;
 use crate::events;
@@ -152,13 +159,24 @@ impl Aimd {
     }
 
     /// Tokens of the ceiling-rate bucket that `docs` documents cost at the effective rate.
+    #[cfg(test)]
     pub fn tokens_for(&mut self, docs: u64, now: Instant) -> u64 {
-        self.climb(now);
-        let cost = docs as f64 * self.ceiling / self.effective + self.carry;
-        let whole = cost.floor();
-        self.carry = cost - whole;
-        whole as u64
+        self.tokens_for_share(docs, now, 1.0)
     }
+
+    /// As [`Aimd::tokens_for`], at `share` (0–1] of the effective rate (the fleet's factor).
+    pub fn tokens_for_share(&mut self, docs: u64, now: Instant, share: f64) -> u64 {
+        self.climb(now);
+        scaled_tokens(docs, self.ceiling / self.effective / share, &mut self.carry)
+    }
+}
+
+/// `docs × cost` tokens, whole, with the fraction carried to the next request.
+fn scaled_tokens(docs: u64, cost: f64, carry: &mut f64) -> u64 {
+    let cost = docs as f64 * cost + *carry;
+    let whole = cost.floor();
+    *carry = cost - whole;
+    whole as u64
 }
 
 pub struct RateLimiter {
@@ -166,6 +184,10 @@ pub struct RateLimiter {
     bytes: Option<Bucket>,
     adaptive: Option<Mutex<Aimd>>,
     configured: Option<u32>,
+    /// Fleet share factor (0–1]; 1 without a fleet. 0 holds requests.
+    share: watch::Sender<f64>,
+    /// Fractional tokens owed when the share is below 1 without adaptive mode.
+    carry: Mutex<f64>,
 }
 
 impl RateLimiter {
@@ -183,7 +205,23 @@ impl RateLimiter {
             bytes: cfg.bytes_per_sec.and_then(|r| Bucket::new(r, r)),
             adaptive,
             configured: cfg.docs_per_sec,
+            share: watch::Sender::new(1.0),
+            carry: Mutex::new(0.0),
         }
+    }
+
+    /// This task's factor of the configured rate (the fleet budget): clamped to 0–1.
+    pub fn set_share(&self, factor: f64) {
+        let factor = if factor.is_finite() {
+            factor.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self.share.send_replace(factor);
+    }
+
+    pub fn share(&self) -> f64 {
+        *self.share.borrow()
     }
 
     fn aimd(&self) -> Option<std::sync::MutexGuard<'_, Aimd>> {
@@ -199,9 +237,18 @@ impl RateLimiter {
         }
         let started = Instant::now();
         if let Some(bucket) = &self.docs {
+            // A joining fleet member waits for its first share.
+            let share = match self.share.subscribe().wait_for(|s| *s > 0.0).await {
+                Ok(s) => *s,
+                Err(_) => 1.0,
+            };
             let tokens = match self.aimd() {
-                Some(mut a) => a.tokens_for(docs as u64, started),
-                None => docs as u64,
+                Some(mut a) => a.tokens_for_share(docs as u64, Instant::now(), share),
+                None if share >= 1.0 => docs as u64,
+                None => {
+                    let mut carry = self.carry.lock().unwrap_or_else(|e| e.into_inner());
+                    scaled_tokens(docs as u64, 1.0 / share, &mut carry)
+                }
             };
             bucket.take(tokens).await;
         }
@@ -220,14 +267,15 @@ impl RateLimiter {
         }
     }
 
-    /// Documents per second currently allowed (`None` = unlimited).
+    /// Documents per second currently allowed (`None` = unlimited): share × adaptive rate.
     pub fn effective_rate(&self) -> Option<f64> {
+        let share = self.share();
         match self.aimd() {
             Some(mut a) => {
                 a.climb(Instant::now());
-                Some(a.effective())
+                Some(a.effective() * share)
             }
-            None => self.configured.map(f64::from),
+            None => self.configured.map(|r| r as f64 * share),
         }
     }
 
@@ -260,6 +308,28 @@ mod tests {
         let l = RateLimiter::new(&RateConfig::unlimited().adaptive(1));
         assert_eq!(l.acquire(1_000_000, 1 << 30).await, Duration::ZERO);
         assert_eq!(l.effective_rate(), None);
+    }
+
+    #[tokio::test]
+    async fn share_scales_rate_and_burst_and_zero_holds() {
+        // Budget 1000/s, burst 100; a quarter share: 25 documents of burst, then 250/s.
+        let l = std::sync::Arc::new(RateLimiter::new(
+            &RateConfig::docs_per_sec(1000).with_burst(100),
+        ));
+        l.set_share(0.25);
+        assert_eq!(l.effective_rate(), Some(250.0));
+        assert!(l.acquire(25, 0).await < Duration::from_millis(20));
+        let waited = l.acquire(50, 0).await;
+        assert!(waited >= Duration::from_millis(180), "{waited:?}");
+        l.set_share(0.0);
+        let held = tokio::spawn({
+            let l = l.clone();
+            async move { l.acquire(1, 0).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!held.is_finished(), "a zero share holds requests");
+        l.set_share(1.0);
+        assert!(held.await.is_ok());
     }
 
     #[test]
