@@ -8,9 +8,8 @@ use std::time::Duration;
 use super::connection;
 use super::env::{check_http_url, err, index_pattern, Env};
 use super::{
-    health_addr, BulkConfig, ConfigError, DocumentIds, EsAuth, EsConfig, FleetConfig,
-    OtelProtocol, OtelSettings, RateConfig, RecordConfig, RetryConfig, SinkConfig, SourceConfig,
-    WorkerConfig,
+    health_addr, BulkConfig, ConfigError, DocumentIds, EsConfig, FleetConfig, OtelProtocol,
+    OtelSettings, RateConfig, RecordConfig, RetryConfig, SinkConfig, SourceConfig, WorkerConfig,
 };
 
 const MIB: usize = 1024 * 1024;

@@ -393,6 +393,10 @@ fn cloud_id_compression_and_document_ids() {
     assert_eq!(
         cfg(&[("ES_DOCUMENT_ID", "random")]).unwrap_err().var,
         "ES_DOCUMENT_ID"
+    );
+}
+
+#[test]
 fn fleet_budget_needs_table_and_max_tasks() {
     assert_eq!(cfg(&[]).unwrap().fleet, None);
     let e = cfg(&[("FLEET_DOCS_PER_SEC", "600")]).unwrap_err();
