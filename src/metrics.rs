@@ -1,7 +1,9 @@
 //! Metrics: every OpenTelemetry instrument the worker reports, named in one place.
 //!
 //! Instruments come from the global meter provider that [`crate::telemetry::init`] installs when
-//! metrics export is on; otherwise they are no-ops and cost next to nothing.
+//! metrics export is on; otherwise they are no-ops and cost next to nothing. Histograms are
+//! exported as base-2 exponential histograms (see `telemetry::exponential_histograms`), so
+//! CloudWatch can compute their percentiles.
 //!
 //! | name | kind | unit | meaning |
 //! |---|---|---|---|
@@ -13,7 +15,7 @@
 //! | `f4a.retention.deleted` | counter | `{index}` | indices deleted by `RETENTION_DAYS` |
 //! | `f4a.documents.retried` | counter | `{document}` | document attempts repeated after a failure |
 //! | `f4a.bulk.requests` | counter | `{request}` | bulk requests by `outcome` (`ok`, `partial`, `retry`, `overloaded`, `split`) |
-//! | `f4a.bulk.duration` | histogram | `s` | bulk request latency |
+//! | `f4a.bulk.duration` | histogram (exponential) | `s` | bulk request latency |
 //! | `f4a.messages` | counter | `{message}` | messages settled, by `outcome` (`deleted`, `released`, `ignored`, `invalid`) |
 //! | `f4a.messages.in_flight` | up-down counter | `{message}` | messages being processed |
 //! | `f4a.rate.configured` | gauge | `{document}/s` | `RATE_LIMIT_DOCS_PER_SEC` (0 = unlimited) |
@@ -21,8 +23,8 @@
 //! | `f4a.fleet.live_tasks` | gauge | `{task}` | live tasks in the last fleet read (`FLEET_DOCS_PER_SEC` only) |
 //! | `f4a.fleet.share` | gauge | `{document}/s` | this task's share of the fleet budget (before adaptive decreases) |
 //! | `f4a.fleet.fallback` | gauge | `1` | 1 while the task uses the fallback share `FLEET_DOCS_PER_SEC / FLEET_MAX_TASKS` |
-//! | `f4a.rate_limiter.wait` | histogram | `s` | time a bulk attempt waited for tokens |
-//! | `f4a.lag` | histogram | `s` | from the S3 event time to the document being indexed |
+//! | `f4a.rate_limiter.wait` | histogram (exponential) | `s` | time a bulk attempt waited for tokens |
+//! | `f4a.lag` | histogram (exponential) | `s` | from the S3 event time to the document being indexed |
 //! | `f4a.sqs.empty_receives` | counter | `{receive}` | long polls that returned no message |
 //! | `f4a.credentials.refreshes` | counter | `{refresh}` | fetches of the AWS credentials the sink signs with, by `reason` (`initial`, `expiring`, `expired_token`) and `outcome` (`ok`, `failed`) |
 

@@ -15,7 +15,7 @@
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::metrics::{Aggregation, InstrumentKind, SdkMeterProvider, Stream};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 use tracing::Subscriber;
@@ -109,8 +109,28 @@ fn build_tracer(protocol: OtelProtocol, resource: Resource) -> anyhow::Result<Sd
     })
 }
 
+/// Every histogram as a base-2 exponential histogram: the ADOT collector's awsemf exporter
+/// turns those into CloudWatch value/count arrays, from which CloudWatch computes percentiles
+/// (the dashboard's p50/p99); explicit-bucket histograms would arrive as Count/Sum/Min/Max only.
+/// At most 100 buckets: an EMF metric takes at most 100 values.
+fn exponential_histograms(i: &opentelemetry_sdk::metrics::Instrument) -> Option<Stream> {
+    if i.kind() != InstrumentKind::Histogram {
+        return None;
+    }
+    Stream::builder()
+        .with_aggregation(Aggregation::Base2ExponentialHistogram {
+            max_size: 100,
+            max_scale: 20,
+            record_min_max: true,
+        })
+        .build()
+        .ok()
+}
+
 fn build_meter(protocol: OtelProtocol, resource: Resource) -> anyhow::Result<SdkMeterProvider> {
-    let builder = SdkMeterProvider::builder().with_resource(resource);
+    let builder = SdkMeterProvider::builder()
+        .with_resource(resource)
+        .with_view(exponential_histograms);
     Ok(match protocol {
         OtelProtocol::HttpProtobuf => {
             let exporter = opentelemetry_otlp::MetricExporter::builder()

@@ -226,15 +226,22 @@ fn counter(
     (!latest.is_empty()).then(|| latest.values().map(|v| v.1).sum())
 }
 
+/// The largest count of `name`'s points, which must arrive as base-2 exponential histograms (the
+/// only kind from which CloudWatch, through awsemf, computes the dashboard's percentiles).
 fn histogram_count(metrics: &[ExportMetricsServiceRequest], name: &str) -> Option<u64> {
     let mut best = None;
     for req in metrics {
         for rm in &req.resource_metrics {
             for sm in &rm.scope_metrics {
                 for m in sm.metrics.iter().filter(|m| m.name == name) {
-                    if let Some(metric::Data::Histogram(h)) = &m.data {
-                        for p in &h.data_points {
-                            best = Some(best.unwrap_or(0).max(p.count));
+                    match &m.data {
+                        Some(metric::Data::ExponentialHistogram(h)) => {
+                            for p in &h.data_points {
+                                best = Some(best.unwrap_or(0).max(p.count));
+                            }
+                        }
+                        other => {
+                            panic!("{name} exported as {other:?}, not an exponential histogram")
                         }
                     }
                 }

@@ -68,7 +68,8 @@ def literal_default(cell: str) -> str | None:
 
 
 def required_vars(table: dict[str, str]) -> set[str]:
-    return {k for k, v in table.items() if "required" in v.lower()}
+    # "(required)" alone: "(required with X)" binds only when X is set.
+    return {k for k, v in table.items() if v.strip().lower() == "(required)"}
 
 
 def known_vars(table: dict[str, str]) -> set[str]:

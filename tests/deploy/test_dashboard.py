@@ -52,11 +52,14 @@ CLOUDWATCH_UNITS = {
 }
 # awsemf's own unit translation (exporter/awsemfexporter/grouped_metric.go, translateUnit).
 AWSEMF_UNITS = {"ms": "Milliseconds", "s": "Seconds", "us": "Microseconds", "By": "Bytes", "Bi": "Bits"}
-# Statistics that mean something per kind. A histogram reaches CloudWatch as a statistic set
-# (Count/Sum/Min/Max), from which CloudWatch computes no percentile.
+# Statistics that mean something per kind. The worker exports its histograms as base-2
+# exponential histograms (src/telemetry.rs), which awsemf publishes as Values/Counts: CloudWatch
+# computes percentiles from those (an explicit-bucket histogram would arrive as a statistic set,
+# Count/Sum/Min/Max, with no percentile).
+PERCENTILE = re.compile(r"^p(50|90|95|99|99\.9)$")
 STATS = {
     "counter": {"Sum"},
-    "histogram": {"Average", "Maximum", "Minimum", "SampleCount", "Sum"},
+    "histogram": {"Average", "Maximum", "Minimum", "SampleCount", "Sum", "p50", "p90", "p95", "p99", "p99.9"},
     "gauge": {"Average", "Maximum", "Minimum"},
 }
 
@@ -419,15 +422,28 @@ def test_dashboard_shows_what_issue_20_asks_for(cfn_template):
                 assert w["properties"]["period"] == 60 and r.stat == "Sum"
 
 
-def test_no_percentiles_of_statistic_sets(cfn_template):
-    """awsemf exports explicit-bucket histograms as Count/Sum/Min/Max; CloudWatch computes no
-    percentile from such statistic sets, so a p50/p99 widget would stay empty."""
+def test_histograms_are_exponential_so_percentiles_exist(cfn_template):
+    """p50/p99 widgets are filled only if the worker exports exponential histograms: every
+    histogram goes through the SDK view with Base2ExponentialHistogram, at most 100 buckets (an
+    EMF metric takes at most 100 values), and the latency widgets ask for p50 and p99."""
+    telemetry = (ROOT / "src" / "telemetry.rs").read_text()
+    view = telemetry[telemetry.index("fn exponential_histograms") :]
+    view = view[: view.index("\n}\n")]
+    assert "InstrumentKind::Histogram" in view and "Base2ExponentialHistogram" in view
+    size = int(re.search(r"max_size:\s*(\d+)", view).group(1))
+    assert 0 < size <= 100, size
+    assert ".with_view(exponential_histograms)" in telemetry
     metrics = worker_metrics()
     hist = [r for r in dashboard_metrics(cfn_template) if r.namespace == NAMESPACE and metrics[r.name].kind == "histogram"]
     assert {r.name for r in hist} == {"f4a.bulk.duration", "f4a.lag"}
-    assert {r.stat for r in hist} >= {"Average", "Maximum"}
-    # pNN, trimmed means/counts/sums, winsorized means, percentile ranks: all need raw values.
-    assert not [r.stat for r in hist if re.match(r"(p|tm|wm|tc|ts|pr)[\d(]", r.stat.lower())]
+    for name in ("f4a.bulk.duration", "f4a.lag"):
+        stats = {r.stat for r in hist if r.name == name}
+        assert {"p50", "p99", "Maximum"} <= stats, (name, stats)
+
+
+def test_documents_widget_shows_dropped_documents(cfn_template):
+    names = {r.name for r in dashboard_metrics(cfn_template) if r.namespace == NAMESPACE}
+    assert "f4a.documents.dropped" in names
 
 
 def test_alarm_widget_lists_every_alarm(cfn_template):
