@@ -368,6 +368,18 @@ def cmd_delete_indices(a) -> None:
     log(f"deleted {len(names)} indices matching {a.pattern}")
 
 
+def keyword_field(es: str, index: str, field: str) -> str:
+    """The field to aggregate `field`'s strings on: `field.keyword` under dynamic mapping (text
+    plus a keyword sub-field), `field` itself under the worker's index template (ES_SETUP, strings
+    as keyword). Asked of the cluster; an engine without the field-mapping API gets the former."""
+    try:
+        m = es_get(es, f"/{index}/_mapping/field/{field}.keyword")
+    except Exception:
+        return f"{field}.keyword"
+    found = any(v.get("mappings") for v in m.values() if isinstance(v, dict))
+    return f"{field}.keyword" if found else field
+
+
 def cmd_search(a) -> None:
     """Real searches over the demo data: an aggregation on the sensor records, a filtered,
     sorted query and a terms aggregation on the application logs."""
@@ -382,7 +394,7 @@ def cmd_search(a) -> None:
     r = es_request(a.es, "POST", f"/{data}/_search", {
         "size": 0,
         "query": {"exists": {"field": "xmeas_7"}},
-        "aggs": {"plant": {"terms": {"field": "plant.keyword"}, "aggs": {
+        "aggs": {"plant": {"terms": {"field": keyword_field(a.es, data, "plant")}, "aggs": {
             "fault": {"terms": {"field": "fault"}, "aggs": {
                 "a_feed": {"avg": {"field": "xmeas_1"}},
                 "pressure": {"avg": {"field": "xmeas_7"}},
@@ -400,7 +412,7 @@ def cmd_search(a) -> None:
         "size": 1,
         "query": {"bool": {"filter": [{"range": {"http.status": {"gte": 500}}}]}},
         "sort": [{"http.duration_ms": "desc"}],
-        "aggs": {"service": {"terms": {"field": "service.keyword"}}},
+        "aggs": {"service": {"terms": {"field": keyword_field(a.es, data, "service")}}},
         "_source": ["service", "message", "@timestamp"],
     })
     total = r["hits"]["total"]["value"] if isinstance(r["hits"]["total"], dict) else r["hits"]["total"]
