@@ -24,20 +24,7 @@ async fn three_workers_share_one_budget() {
     // 40 s at the budget, times 1.6, in small objects: with two messages in flight per worker
     // none runs dry while the queue has work (an idle task keeps its share).
     let (objects, per_object) = (80, 500);
-    for k in 0..objects {
-        w.aws
-            .put(
-                &w.bucket,
-                &format!("backlog/{k:04}.json.gz"),
-                gzip(&ndjson(per_object, &format!("o{k}"))),
-            )
-            .await;
-    }
-    let seen = w
-        .aws
-        .wait_visible(&w.queue_url, objects as u64, Duration::from_secs(60))
-        .await;
-    assert_eq!(seen, objects as u64, "notifications of the backlog");
+    w.put_backlog(objects, per_object).await;
     let mut env = w.env();
     env.insert("ES_URL".into(), proxy.url.clone());
     // The harness sets a per-task rate; a fleet budget replaces it.

@@ -10,24 +10,6 @@ use std::time::Duration;
 use common::proxy::Proxy;
 use common::*;
 
-/// Puts `objects` gzip NDJSON objects of `per_object` records and waits until all are announced.
-async fn backlog(w: &World, objects: usize, per_object: usize) {
-    for k in 0..objects {
-        w.aws
-            .put(
-                &w.bucket,
-                &format!("backlog/{k:04}.json.gz"),
-                gzip(&ndjson(per_object, &format!("o{k}"))),
-            )
-            .await;
-    }
-    let seen = w
-        .aws
-        .wait_visible(&w.queue_url, objects as u64, Duration::from_secs(60))
-        .await;
-    assert_eq!(seen, objects as u64, "notifications of the backlog");
-}
-
 /// Runs the worker until the proxy has seen `windows` one-second windows of traffic, then stops it.
 async fn run_for_windows(
     env: &std::collections::HashMap<String, String>,
@@ -91,7 +73,7 @@ async fn steady_rate(rate: u64, name: &str) {
     // 35 windows at `rate`, times 1.5: far more than the run consumes.
     let total = (rate * 35 * 3 / 2) as usize;
     let per_object = (total / 20).max(100);
-    backlog(&w, total.div_ceil(per_object), per_object).await;
+    w.put_backlog(total.div_ceil(per_object), per_object).await;
     let mut env = w.env();
     env.insert("ES_URL".into(), proxy.url.clone());
     env.insert("RATE_LIMIT_DOCS_PER_SEC".into(), rate.to_string());
@@ -123,7 +105,7 @@ async fn steady_bytes_per_sec() {
     proxy.state.sink.store(true, Ordering::SeqCst);
     // Documents of ~330 bulk bytes: 60 kB/s is ~180 docs/s, far below the document limit.
     let bytes_rate = 60_000u64;
-    backlog(&w, 10, 1200).await;
+    w.put_backlog(10, 1200).await;
     let mut env = w.env();
     env.insert("ES_URL".into(), proxy.url.clone());
     env.insert("RATE_LIMIT_DOCS_PER_SEC".into(), "100000".into());
@@ -169,7 +151,7 @@ async fn adaptive_settles(o: Overload) {
         .capacity_per_sec
         .store(capacity, Ordering::SeqCst);
     let total = o.total;
-    backlog(&w, 10, total / 10).await;
+    w.put_backlog(10, total / 10).await;
     let mut env = w.env();
     env.insert("ES_URL".into(), proxy.url.clone());
     env.insert("RATE_LIMIT_DOCS_PER_SEC".into(), o.rate.to_string());

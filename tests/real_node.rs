@@ -25,24 +25,6 @@ fn real_engine() -> bool {
     true
 }
 
-/// `objects` gzip objects of `per_object` records each, announced in the world's queue.
-async fn backlog(w: &World, objects: usize, per_object: usize) {
-    for k in 0..objects {
-        w.aws
-            .put(
-                &w.bucket,
-                &format!("load/{k:03}.json.gz"),
-                gzip(&ndjson(per_object, &format!("o{k}"))),
-            )
-            .await;
-    }
-    let seen = w
-        .aws
-        .wait_visible(&w.queue_url, objects as u64, Duration::from_secs(60))
-        .await;
-    assert_eq!(seen, objects as u64, "notifications");
-}
-
 /// The worker's environment for this world, writing into `url` (a private node or a proxy).
 fn env_for(w: &World, url: &str) -> HashMap<String, String> {
     let mut env = w.env();
@@ -95,7 +77,7 @@ async fn full_write_queue_rejects_and_every_record_lands_once() {
     let w = World::new("wqueue").await;
     let proxy = Proxy::start(&node.url).await;
     let (objects, per_object) = (8, 1000);
-    backlog(&w, objects, per_object).await;
+    w.put_backlog(objects, per_object).await;
     let mut env = env_for(&w, &proxy.url);
     env.insert("BULK_CONCURRENCY".into(), "8".into());
     env.insert("BULK_MAX_DOCS".into(), "100".into());
@@ -199,7 +181,7 @@ async fn flood_stage_block_holds_messages_and_degrades_readiness() {
     watermarks("1%", "1%", "1%").await;
     wait_block(true).await;
     let (objects, per_object) = (3, 400);
-    backlog(&w, objects, per_object).await;
+    w.put_backlog(objects, per_object).await;
     let env = env_for(&w, &node.url);
     let health = format!("http://{}/readyz", env["HEALTH_ADDR"]);
     let mut worker = Worker::spawn(&env, &[]);
@@ -285,7 +267,7 @@ async fn node_killed_mid_object_and_restarted_every_record_once() {
     let mut node = PrivateNode::start(&[]).await;
     let w = World::new("nodekill").await;
     let total = 20_000u64;
-    backlog(&w, 1, total as usize).await;
+    w.put_backlog(1, total as usize).await;
     let mut env = env_for(&w, &node.url);
     env.insert("RATE_LIMIT_DOCS_PER_SEC".into(), "2000".into());
     env.insert("BULK_MAX_DOCS".into(), "200".into());

@@ -357,6 +357,25 @@ impl World {
         .collect()
     }
 
+    /// Puts `objects` gzip NDJSON objects of `per_object` records under `backlog/` and waits
+    /// until the queue has announced them all: a backlog for rate and load tests.
+    pub async fn put_backlog(&self, objects: usize, per_object: usize) {
+        for k in 0..objects {
+            self.aws
+                .put(
+                    &self.bucket,
+                    &format!("backlog/{k:04}.json.gz"),
+                    gzip(&ndjson(per_object, &format!("o{k}"))),
+                )
+                .await;
+        }
+        let seen = self
+            .aws
+            .wait_visible(&self.queue_url, objects as u64, Duration::from_secs(60))
+            .await;
+        assert_eq!(seen, objects as u64, "notifications of the backlog");
+    }
+
     /// Puts `body` under `key` and waits for its notification to be in the queue.
     pub async fn put_and_wait(&self, key: &str, body: Vec<u8>) {
         let (before, _) = self.aws.depth(&self.queue_url).await;
