@@ -30,11 +30,14 @@
 //! its metric) named in one place; [`telemetry`] (plain-JSON logs and traces), `metrics` (every
 //! instrument), [`health`] (`/healthz`, `/readyz`, `/status`), [`status`] (the live counters and
 //! gauges behind `/status`) and `backoff` (retry delays and policies). [`top`] is the
-//! `f4a-indexer top` client of `/status`. `main.rs` parses the command line and runs
+//! `f4a-indexer top` client of `/status`. The one-shot tools: [`backfill`] (a bucket's
+//! listing through the same data path) and `replay` (`replay-dead-letters`), sharing [`tool`]
+//! (flags, runtime, signals, exit codes) and [`progress`] (bar or JSON lines, summary). `main.rs` parses the command line and runs
 //! [`pipeline::run`] (or [`check::run`], the preflight of `f4a-indexer check`). `docs/design.md` states the
 //! delivery contract.
 
 pub mod ack;
+pub mod backfill;
 pub(crate) mod backoff;
 pub mod check;
 pub mod config;
@@ -44,9 +47,11 @@ pub(crate) mod message;
 pub(crate) mod metrics;
 pub(crate) mod object;
 pub mod pipeline;
+pub mod progress;
 pub mod record;
 pub mod sink;
 pub mod source;
 pub mod status;
 pub mod telemetry;
+pub mod tool;
 pub mod top;

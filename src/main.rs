@@ -1,6 +1,7 @@
 //! The `f4a-indexer` binary: read the configuration, start telemetry, run the pipeline until
 //! SIGTERM/SIGINT (or until idle with `--exit-when-idle`), then drain and exit 0. Subcommands:
-//! `healthcheck` (the container health check) and `top` (the live view, `f4a_indexer::top`).
+//! `healthcheck` (the container health check), `top` (the live view, `f4a_indexer::top`) and
+//! `backfill` (`f4a_indexer::backfill`).
 //! Exit codes: 0 stopped cleanly, 1 runtime failure, 2 bad configuration or usage.
 
 use std::process::ExitCode;
@@ -10,9 +11,10 @@ use f4a_indexer::pipeline::{self, RunOptions};
 use f4a_indexer::telemetry;
 use tokio_util::sync::CancellationToken;
 
-const USAGE: &str = "usage: f4a-indexer [--exit-when-idle] | check | healthcheck | top [--addr HOST:PORT] | --version | --help
+const USAGE: &str = "usage: f4a-indexer [--exit-when-idle] | check | healthcheck | top [--addr HOST:PORT] | backfill --bucket B [...] | --version | --help
 Configuration comes from environment variables; see README.md.
-check: try the queue, the cluster and a probe write with this configuration; exit 0 if all work.";
+check: try the queue, the cluster and a probe write with this configuration; exit 0 if all work.
+backfill: index a bucket's objects from a listing (f4a-indexer backfill --help).";
 
 fn main() -> ExitCode {
     let mut opts = RunOptions::default();
@@ -20,6 +22,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("top") {
         return f4a_indexer::top::main(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("backfill") {
+        return f4a_indexer::backfill::main(&args[1..]);
     }
     for arg in args {
         match arg.as_str() {

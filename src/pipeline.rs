@@ -153,21 +153,7 @@ pub async fn run_with(
     tokio::spawn(status::sample_every_second(background.clone()));
     // Templates before the first document, so today's index is created with them; bounded, so
     // a slow cluster delays receiving by at most this (the upkeep loop tries again).
-    let setup = match tokio::time::timeout(
-        upkeep::SETUP_AT_START,
-        upkeep::set_up(&cfg, wings.admin.as_ref()),
-    )
-    .await
-    {
-        Ok(outcomes) => outcomes,
-        Err(_) => {
-            tracing::warn!(
-                timeout_secs = upkeep::SETUP_AT_START.as_secs(),
-                "index setup did not finish in time; indexing starts, setup is tried again in an hour"
-            );
-            vec![]
-        }
-    };
+    let setup = set_up_at_start(&cfg, wings.admin.as_ref()).await;
     let upkeep = tokio::spawn(upkeep::run(
         cfg.clone(),
         wings.admin.clone(),
@@ -313,17 +299,36 @@ async fn start_fleet(
     member
 }
 
+/// The index templates, before the first document (so a new daily index is created with them),
+/// bounded by [`upkeep::SETUP_AT_START`]: a slow cluster delays indexing by at most that.
+pub(crate) async fn set_up_at_start(
+    cfg: &Config,
+    admin: &dyn ClusterAdmin,
+) -> Vec<crate::sink::setup::SetupOutcome> {
+    match tokio::time::timeout(upkeep::SETUP_AT_START, upkeep::set_up(cfg, admin)).await {
+        Ok(outcomes) => outcomes,
+        Err(_) => {
+            tracing::warn!(
+                timeout_secs = upkeep::SETUP_AT_START.as_secs(),
+                "index setup did not finish in time; indexing starts, setup is tried again in an hour"
+            );
+            vec![]
+        }
+    }
+}
+
 /// The record and sink wings, ready for objects: everything but the queue. The message worker
-/// drives it here; anything else that has object references (a listing of a bucket, say) could.
-struct Indexing {
-    objects: ObjectIndexer,
-    sink: Arc<BulkSink>,
+/// drives it here; `backfill` drives it with a listing of a bucket, `replay-dead-letters` uses
+/// its sink.
+pub(crate) struct Indexing {
+    pub(crate) objects: ObjectIndexer,
+    pub(crate) sink: Arc<BulkSink>,
     /// Ends once every sender of the documents channel is dropped and every batch is delivered.
-    batcher: JoinHandle<()>,
+    pub(crate) batcher: JoinHandle<()>,
 }
 
 impl Indexing {
-    fn build(
+    pub(crate) fn build(
         cfg: &Config,
         store: Arc<dyn ObjectStore>,
         cluster: Arc<dyn BulkClient>,

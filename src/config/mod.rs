@@ -307,10 +307,22 @@ pub struct WorkerConfig {
 impl Config {
     /// Reads the process environment; unknown variables under the worker's prefixes are refused.
     pub fn from_env() -> Result<Config, ConfigError> {
-        let vars: Vec<(String, String)> = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect();
-        Config::from_vars(&vars)
+        Config::from_vars(&process_vars())
+    }
+
+    /// [`Config::from_env`] for a tool that does not read the queue (`backfill` without
+    /// `--via-queue`, `replay-dead-letters`): `SQS_QUEUE_URL` may be unset, and is then empty.
+    pub fn from_env_without_queue() -> Result<Config, ConfigError> {
+        let mut vars = process_vars();
+        if !vars.iter().any(|(k, _)| k == "SQS_QUEUE_URL") {
+            // Never used by such a tool; a valid URL so the source section reads as usual.
+            vars.push(("SQS_QUEUE_URL".to_string(), NO_QUEUE.to_string()));
+        }
+        let mut cfg = Config::from_vars(&vars)?;
+        if cfg.source.queue_url == NO_QUEUE {
+            cfg.source.queue_url = String::new();
+        }
+        Ok(cfg)
     }
 
     /// Reads `vars` as the environment: the unknown-variable check, then every section.
@@ -349,6 +361,15 @@ impl Config {
             },
         })
     }
+}
+
+/// Stands in for an unset `SQS_QUEUE_URL` while [`Config::from_env_without_queue`] reads.
+const NO_QUEUE: &str = "http://unset.invalid/no-queue";
+
+fn process_vars() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
 }
 
 /// `HEALTH_ADDR` alone, for the `healthcheck` subcommand (which needs nothing else).
