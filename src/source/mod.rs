@@ -19,7 +19,7 @@ pub(crate) mod inflight;
 pub mod memory;
 pub mod notification;
 pub(crate) mod resume;
-pub(crate) mod s3;
+pub mod s3;
 pub(crate) mod sqs;
 
 pub use notification::ObjectRef;
