@@ -3,8 +3,10 @@
 
     scripts/bench.py --worker target-release/release/f4a-indexer --pipeline-bench PATH [--only a,b]
 
-Phases (each can be picked with --only): pipeline, e2e, memory, idle, startup, image, chart, cluster
-(the real node's own ceiling for the worker's documents: scripts/bench_cluster.py).
+Phases (each can be picked with --only): pipeline, e2e, compression (ES_COMPRESSION=none vs gzip:
+worker CPU and bytes on the wire), memory, idle, startup, image, chart, cluster (the real node's own
+ceiling for the worker's documents) and footprint (store size and node CPU with the built-in index
+template vs the cluster's dynamic defaults); the last two are in scripts/bench_cluster.py.
 Sizes come from the environment (defaults = full run; BENCH_QUICK=1 = small smoke run):
 
     BENCH_PIPELINE_RECORDS  records in the single-thread file        (200000 | 20000)
@@ -21,6 +23,8 @@ Sizes come from the environment (defaults = full run; BENCH_QUICK=1 = small smok
     BENCH_CHART_OUT         chart file                               (docs/rate-chart.png | results dir)
     BENCH_CLUSTER_OBJECTS   objects recorded and indexed into the real node (10 | 2)
     BENCH_CLUSTER_STEP_SECS seconds per concurrency step of the ceiling (15 | 4)
+    BENCH_COMPRESSION_OBJECTS objects per ES_COMPRESSION variant      (10 | 2)
+    BENCH_FOOTPRINT_RECORDS records indexed per ES_SETUP variant      (200000 | 20000)
 
 Writes bench/results/<timestamp>.json, bench/results/latest.md (also printed) and, for the chart,
 bench/results/<timestamp>-rate-series.json. Scratch data lives in bench/results/tmp/ (ignored by git).
@@ -75,6 +79,8 @@ SIZES = {
     "chart_records": env_int("BENCH_CHART_RECORDS", 5_000, 1_000),
     "cluster_objects": env_int("BENCH_CLUSTER_OBJECTS", 10, 2),
     "cluster_step_secs": env_int("BENCH_CLUSTER_STEP_SECS", 15, 4),
+    "compression_objects": env_int("BENCH_COMPRESSION_OBJECTS", 10, 2),
+    "footprint_records": env_int("BENCH_FOOTPRINT_RECORDS", 200_000, 20_000),
 }
 
 
@@ -281,6 +287,38 @@ def phase_e2e(worker: str, stack: Stack, sink: Sink, res: dict) -> None:
     stack.delete_prefix(prefix)
 
 
+def phase_compression(worker: str, stack: Stack, sink: Sink, res: dict) -> None:
+    """The same objects indexed with ES_COMPRESSION=none and =gzip: worker CPU per million
+    documents and bytes on the wire per document (the sink counts both the body as received and
+    its NDJSON once gunzipped)."""
+    path = gen_file(SIZES["object_records"])
+    body = open(path, "rb").read()
+    n = SIZES["compression_objects"]
+    docs = n * SIZES["object_records"]
+    out = {}
+    for mode in ("none", "gzip"):
+        prefix = f"compression/{int(time.time())}-{mode}/"
+        log(f"compression: {n} objects x {SIZES['object_records']} records with ES_COMPRESSION={mode}")
+        for i in range(n):
+            stack.put(f"{prefix}{i:04d}.ndjson.gz", body)
+        stack.wait_for_messages(n)
+        sink.reset()
+        r = run_worker_once(worker, worker_env(sink, stack, ES_COMPRESSION=mode),
+                            os.path.join(TMP, f"compression-{mode}-worker.log"))
+        st = sink.stats()
+        stack.delete_prefix(prefix)
+        if st["docs"] != docs:
+            raise SystemExit(f"compression {mode}: sink got {st['docs']} docs, expected {docs}")
+        out[mode] = {"docs": docs, "cpu_secs": r["cpu_secs"], "wall_secs": r["wall_secs"],
+                     "cpu_secs_per_million_docs": r["cpu_secs"] / docs * 1e6,
+                     "wire_bytes": st["wire_bytes"], "ndjson_bytes": st["bytes"],
+                     "wire_bytes_per_doc": st["wire_bytes"] / docs, "ndjson_bytes_per_doc": st["bytes"] / docs,
+                     "peak_rss_mib": r["peak_rss_mib"]}
+    out["wire_ratio_gzip_to_none"] = out["gzip"]["wire_bytes"] / out["none"]["wire_bytes"]
+    out["cpu_ratio_gzip_to_none"] = out["gzip"]["cpu_secs"] / out["none"]["cpu_secs"]
+    res["compression"] = out
+
+
 def phase_memory(worker: str, stack: Stack, sink: Sink, res: dict) -> None:
     path = gen_file(SIZES["object_records"])
     member = open(path, "rb").read()
@@ -479,6 +517,14 @@ def table(res: dict) -> str:
         row("End to end: worker CPU per million docs", f"{e['cpu_secs_per_million_docs']:.2f} CPU-s", "≤ 4",
             e["cpu_secs_per_million_docs"] <= 4)
         row("End to end: worker peak RSS", f"{e['peak_rss_mib']:.1f} MiB")
+    z = res.get("compression")
+    if z:
+        n, g = z["none"], z["gzip"]
+        row("Request compression: worker CPU per million docs, ES_COMPRESSION none / gzip",
+            f"{n['cpu_secs_per_million_docs']:.2f} / {g['cpu_secs_per_million_docs']:.2f} CPU-s "
+            f"(×{z['cpu_ratio_gzip_to_none']:.2f})")
+        row("Request compression: bytes on the wire per doc, none / gzip",
+            f"{n['wire_bytes_per_doc']:.0f} / {g['wire_bytes_per_doc']:.0f} B (×{z['wire_ratio_gzip_to_none']:.2f})")
     m = res.get("memory")
     if m:
         s, g = m["small"], m["big"]
@@ -534,7 +580,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--worker", required=True, help="release f4a-indexer binary")
     p.add_argument("--pipeline-bench", required=True, help="the benches/pipeline.rs binary")
-    p.add_argument("--only", default="pipeline,e2e,memory,idle,startup,image,chart,cluster")
+    p.add_argument("--only", default="pipeline,e2e,compression,memory,idle,startup,image,chart,cluster,footprint")
     a = p.parse_args()
     only = set(a.only.split(","))
     os.makedirs(TMP, exist_ok=True)
@@ -556,15 +602,18 @@ def main() -> int:
 
     phase("pipeline", phase_pipeline, a.pipeline_bench, res)
     try:
-        if only & {"e2e", "memory", "idle", "startup", "chart", "cluster"}:
+        if only & {"e2e", "compression", "memory", "idle", "startup", "chart", "cluster", "footprint"}:
             stack, sink = Stack(), Sink()
         phase("e2e", phase_e2e, a.worker, stack, sink, res)
+        phase("compression", phase_compression, a.worker, stack, sink, res)
         phase("memory", phase_memory, a.worker, stack, sink, res)
         phase("idle", phase_idle, a.worker, stack, sink, res)
         phase("startup", phase_startup, a.worker, stack, sink, res)
         phase("image", phase_image, a.worker, res)
         phase("chart", phase_chart, a.worker, stack, sink, res, stamp)
         phase("cluster", bench_cluster.phase_cluster, a.worker, stack, res, SIZES, TMP, log, Sink, worker_env,
+              run_worker_once, gen_file)
+        phase("footprint", bench_cluster.phase_footprint, a.worker, stack, res, SIZES, TMP, log, worker_env,
               run_worker_once, gen_file)
     finally:
         if sink:

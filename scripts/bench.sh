@@ -4,7 +4,7 @@
 #
 #   make bench                      # full run (~10-15 min on 2 shared cores)
 #   BENCH_QUICK=1 make bench        # small smoke run (~2 min)
-#   BENCH_ONLY=pipeline,chart make bench   # some phases only (pipeline,e2e,memory,idle,startup,image,chart,cluster)
+#   BENCH_ONLY=pipeline,chart make bench   # some phases only (pipeline,e2e,compression,memory,idle,startup,image,chart,cluster,footprint)
 #
 # Sizes: see the BENCH_* variables in scripts/bench.py. Results: bench/results/<timestamp>.json,
 # bench/results/latest.md (printed at the end), the chart in docs/rate-chart.png (full run).

@@ -1,5 +1,7 @@
-"""The `cluster` phase of `make bench` (imported by scripts/bench.py): the real search node's own
-ceiling for the worker's documents, next to the worker's own cost.
+"""The `cluster` and `footprint` phases of `make bench` (imported by scripts/bench.py).
+
+`cluster`: the real search node's own ceiling for the worker's documents, next to the worker's
+own cost.
 
 1. **Record**: the release worker indexes BENCH_CLUSTER_OBJECTS objects of generated records into
    the counting sink with `--save`, so the sink keeps the worker's bulk bodies byte for byte
@@ -22,6 +24,16 @@ records the load average after it: on a machine busy with other work the node ge
 of the cores, and its CPU per million documents is the figure that carries over to other hardware.
 A warm-up step (4 senders, not counted) runs first: a cold JVM is slow until its JIT has compiled
 the indexing path.
+
+`footprint` (issue 17's targets: store <= 0.6x and node CPU <= 0.8x of the dynamic defaults): one
+private node; the release worker indexes the same BENCH_FOOTPRINT_RECORDS mixed records (one
+object) twice, rate limit off: once with `ES_SETUP=ensure` (the built-in template: keyword strings,
+best_compression, refresh 30 s, no replica) and once with `ES_SETUP=off` (the cluster's dynamic
+mapping: text + keyword for every string, date detection, refresh 1 s), each into its own index.
+Node CPU is counted from the worker's start to 10 s after it exits (the refreshes and merges the
+writes caused); then the index is flushed and force-merged to one segment and its primary store
+size divided by the documents. The template variant runs second, on a JVM the first run warmed up,
+which favours it a little in CPU; the store sizes do not depend on the order.
 """
 
 from __future__ import annotations
@@ -284,6 +296,16 @@ def phase_cluster(worker: str, stack, res: dict, sizes: dict, tmp: str, log, sin
 
 
 def table_rows(res: dict, row) -> None:
+    f = res.get("footprint")
+    if f and "store_ratio_template_to_dynamic" in f:
+        d, t = f["variants"]["dynamic"], f["variants"]["template"]
+        row(f"Store per doc after force-merge, {f['docs'] / 1e3:.0f}k mixed records, {f['engine']}: built-in "
+            "template vs dynamic defaults",
+            f"{t['store_bytes_per_doc']:.0f} vs {d['store_bytes_per_doc']:.0f} B "
+            f"(×{f['store_ratio_template_to_dynamic']:.2f})", "≤ 0.6×", f["store_ratio_template_to_dynamic"] <= 0.6)
+        row("Node CPU per million docs: built-in template vs dynamic defaults",
+            f"{t['node_cpu_secs_per_million_docs']:.1f} vs {d['node_cpu_secs_per_million_docs']:.1f} CPU-s "
+            f"(×{f['cpu_ratio_template_to_dynamic']:.2f})", "≤ 0.8×", f["cpu_ratio_template_to_dynamic"] <= 0.8)
     c = res.get("cluster")
     if not c:
         return
@@ -300,3 +322,77 @@ def table_rows(res: dict, row) -> None:
         row("Worker → real node, defaults, rate limit off",
             f"{w['docs_per_sec']:.0f} docs/s; worker {w['worker_cpu_secs_per_million_docs']:.2f}, node "
             f"{w['node_cpu_secs_per_million_docs']:.1f} CPU-s per million docs")
+
+
+def merged_stats(node: Node, pattern: str, timeout: float = 300) -> dict:
+    """Force-merge to one segment per shard, then the primaries' stats once the old segment files
+    are gone (a merge frees them only when a refresh has opened a reader on the merged segment)."""
+    shards = len(node.get(f"/_cat/shards/{pattern}?format=json&h=prirep"))
+    primaries = shards - sum(1 for s in node.get(f"/_cat/shards/{pattern}?format=json&h=prirep") if s["prirep"] == "r")
+    node.request("POST", f"/{pattern}/_forcemerge?max_num_segments=1&flush=true")
+    deadline = time.time() + timeout
+    last = None
+    while True:
+        node.request("POST", f"/{pattern}/_refresh")
+        stats = node.get(f"/{pattern}/_stats/store,docs,segments")["_all"]["primaries"]
+        size = stats["store"]["size_in_bytes"]
+        if stats["segments"]["count"] <= primaries and size == last:
+            return stats
+        if time.time() > deadline:
+            raise SystemExit(f"footprint: {pattern} did not settle at one segment per shard: {stats['segments']}")
+        last = size
+        time.sleep(3)
+
+
+def phase_footprint(worker: str, stack, res: dict, sizes: dict, tmp: str, log, worker_env, run_worker_once,
+                    gen_file) -> None:
+    records = sizes["footprint_records"]
+    path = gen_file(records)
+    body = open(path, "rb").read()
+    node = Node(tmp)
+    out: dict = {"engine": node.name, "heap": node.heap, "docs": records, "variants": {}}
+    prefix = f"footprint/{int(time.time())}/"
+
+    class Target:  # worker_env's sink argument: only its URL is used
+        url = node.url
+
+    try:
+        # A warm-up run so that neither variant pays for the JIT alone.
+        for label, setup in (("warmup", "off"), ("dynamic", "off"), ("template", "ensure")):
+            key = f"{prefix}{label}.ndjson.gz"
+            stack.put(key, body)
+            stack.wait_for_messages(1)
+            index = f"f4a-footprint-{label}"
+            env = worker_env(Target, stack, ES_INDEX=index + "-%Y.%m.%d", DEAD_LETTER_INDEX=f"f4a-fpdead-{label}",
+                             ES_SETUP=setup)
+            if os.environ.get("F4A_ENGINE", "").startswith("elasticsearch"):
+                env["ES_INDEX_CODEC"] = "default"  # see tests/common: the embedded ES node has no zstd codec
+            log(f"footprint: {records} records into {node.name} with ES_SETUP={setup} ({label})")
+            c0 = node.cpu()
+            r = run_worker_once(worker, env, os.path.join(tmp, f"footprint-{label}-worker.log"))
+            time.sleep(10)
+            node_cpu = node.cpu() - c0
+            indexed = node.count(index + "-*")
+            if indexed != records:
+                raise SystemExit(f"footprint {label}: {indexed} documents in the node, expected {records}")
+            stats = merged_stats(node, index + "-*")
+            store = stats["store"]["size_in_bytes"]
+            segments = stats["segments"]["count"]
+            deleted = stats["docs"]["deleted"]
+            mapping = node.get(f"/{index}-*/_mapping")
+            fields = sum(json.dumps(m).count('"type"') for m in mapping.values())
+            out["variants"][label] = {
+                "setup": setup, "node_cpu_secs": node_cpu, "node_cpu_secs_per_million_docs": node_cpu / records * 1e6,
+                "worker_wall_secs": r["wall_secs"], "store_bytes": store, "store_bytes_per_doc": store / records,
+                "mapped_fields": fields, "segments": segments, "deleted_docs": deleted}
+            log(f"footprint {label}: {store / records:.0f} B per doc after force-merge, node "
+                f"{node_cpu / records * 1e6:.1f} CPU-s per million docs, {fields} mapped fields, {segments} segments, "
+                f"{deleted} deleted")
+            node.delete(index + "-*")
+        d, t = out["variants"]["dynamic"], out["variants"]["template"]
+        out["store_ratio_template_to_dynamic"] = t["store_bytes"] / d["store_bytes"]
+        out["cpu_ratio_template_to_dynamic"] = t["node_cpu_secs"] / d["node_cpu_secs"]
+    finally:
+        node.close()
+        stack.delete_prefix(prefix)
+    res["footprint"] = out

@@ -3,13 +3,15 @@
 
     scripts/bench_sink.py --port 9299 [--out events.json] [--save bodies.ndjson]
 
-- `POST /_bulk`: reads the NDJSON body, counts documents (lines / 2), answers
+- `POST /_bulk`: reads the NDJSON body (gunzipped first when sent with `Content-Encoding: gzip`,
+  the worker's default `ES_COMPRESSION`), counts documents (lines / 2), answers
   `{"took":1,"errors":false}` (the worker sends `filter_path`, and reads "no errors, no items"
   as every document accepted). Nothing is stored, unless `--save FILE`: then every bulk body
-  is appended to FILE as received (the concatenation is itself a bulk body: the worker's
+  is appended to FILE, decompressed (the concatenation is itself a bulk body: the worker's
   documents, action lines included, which `make bench` replays against a real node).
 - `GET /` (the worker's readiness probe): a small cluster-info JSON.
-- `GET /_bench/stats`: every bulk request so far as `[unix_time, docs, bytes]`, plus totals.
+- `GET /_bench/stats`: every bulk request so far as `[unix_time, docs, bytes, wire_bytes]` (bytes
+  of the NDJSON body; bytes as received, compressed or not), plus totals.
 - `POST /_bench/reset`: forget them.
 On SIGTERM/SIGINT the events are written to `--out` (if given) before exiting.
 """
@@ -17,6 +19,7 @@ On SIGTERM/SIGINT the events are written to `--out` (if given) before exiting.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import signal
 import sys
@@ -25,7 +28,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOCK = threading.Lock()
-EVENTS: list[list[float]] = []  # [t, docs, bytes]
+EVENTS: list[list[float]] = []  # [t, docs, bytes, wire_bytes]
 INFO = json.dumps(
     {"name": "bench-sink", "cluster_name": "bench", "version": {"number": "8.15.0"}, "tagline": "You Know, for Search"}
 ).encode()
@@ -61,12 +64,20 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(n) if n else b""
 
     def do_POST(self) -> None:
-        body = self._body()
+        wire = self._body()
         path = self.path.split("?")[0]
+        if self.headers.get("Content-Encoding", "").lower() == "gzip":
+            try:
+                body = gzip.decompress(wire)
+            except (OSError, EOFError) as e:
+                self._reply(400, json.dumps({"error": f"bad gzip body: {e}"}).encode())
+                return
+        else:
+            body = wire
         if path.endswith("/_bulk"):
             docs = body.count(b"\n") // 2
             with LOCK:
-                EVENTS.append([time.time(), docs, len(body)])
+                EVENTS.append([time.time(), docs, len(body), len(wire)])
                 if SAVE is not None:
                     SAVE.write(body if body.endswith(b"\n") else body + b"\n")
             self._reply(200, BULK_OK)
@@ -89,6 +100,7 @@ class Handler(BaseHTTPRequestHandler):
                     "requests": len(events),
                     "docs": sum(e[1] for e in events),
                     "bytes": sum(e[2] for e in events),
+                    "wire_bytes": sum(e[3] for e in events),
                     "events": events,
                 }
             ).encode()

@@ -17,7 +17,7 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::metrics;
-pub(crate) use crate::metrics::{BulkOutcome, MessageOutcome};
+pub(crate) use crate::metrics::{BulkOutcome, MessageOutcome, ResumeOutcome};
 use crate::status::{self, Stage};
 
 /// How a message was settled. Emitted in its `process` span.
@@ -154,6 +154,45 @@ impl ObjectRead {
 
 pub(crate) fn object_missing(bucket: &str, key: &str) {
     tracing::warn!(bucket, key, "object no longer exists; skipping it");
+}
+
+/// An object's body stream broke mid-object at byte `offset` (of the stored, compressed bytes)
+/// and what came of it: reopened from there (`Resumed`, after `attempt` tries), or given up and
+/// the message released (`Changed`, `Exhausted`).
+pub(crate) fn object_resume(
+    bucket: &str,
+    key: &str,
+    offset: u64,
+    attempt: u32,
+    outcome: ResumeOutcome,
+    error: &str,
+) {
+    match outcome {
+        ResumeOutcome::Resumed => tracing::warn!(
+            bucket,
+            key,
+            offset,
+            attempt,
+            error,
+            "object body broke mid-stream; resumed from the byte where it broke"
+        ),
+        ResumeOutcome::Changed => tracing::warn!(
+            bucket,
+            key,
+            offset,
+            error,
+            "object body broke mid-stream and the object changed since it was opened; releasing the message"
+        ),
+        ResumeOutcome::Exhausted => tracing::warn!(
+            bucket,
+            key,
+            offset,
+            attempt,
+            error,
+            "object body broke mid-stream and could not be reopened; releasing the message"
+        ),
+    }
+    metrics::get().resume(outcome);
 }
 
 /// A record that cannot be decoded; its dead-letter entry follows.

@@ -25,6 +25,7 @@
 //! | `f4a.fleet.fallback` | gauge | `1` | 1 while the task uses the fallback share `FLEET_DOCS_PER_SEC / FLEET_MAX_TASKS` |
 //! | `f4a.rate_limiter.wait` | histogram (exponential) | `s` | time a bulk attempt waited for tokens |
 //! | `f4a.lag` | histogram (exponential) | `s` | from the S3 event time to the document being indexed |
+//! | `f4a.objects.resumed` | counter | `{resume}` | object bodies that broke mid-stream, by `outcome`: `resumed` (continued from the byte where it broke), `changed` (the object changed since it was opened: 412), `exhausted` (no attempt left); the last two release the message |
 //! | `f4a.sqs.empty_receives` | counter | `{receive}` | long polls that returned no message |
 //! | `f4a.credentials.refreshes` | counter | `{refresh}` | fetches of the AWS credentials the sink signs with, by `reason` (`initial`, `expiring`, `expired_token`) and `outcome` (`ok`, `failed`) |
 
@@ -85,6 +86,27 @@ impl BulkOutcome {
     }
 }
 
+/// The `outcome` of `f4a.objects.resumed`: what came of a body stream that broke mid-object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeOutcome {
+    /// Reopened from the byte where it broke; decoding went on.
+    Resumed,
+    /// The object changed since it was opened (412): the message is released.
+    Changed,
+    /// Every attempt failed: the message is released.
+    Exhausted,
+}
+
+impl ResumeOutcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            ResumeOutcome::Resumed => "resumed",
+            ResumeOutcome::Changed => "changed",
+            ResumeOutcome::Exhausted => "exhausted",
+        }
+    }
+}
+
 /// The `reason` of `f4a.credentials.refreshes`: why the sink fetched AWS credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialRefresh {
@@ -132,6 +154,7 @@ pub struct Metrics {
     pub messages_in_flight: UpDownCounter<i64>,
     pub rate_wait: Histogram<f64>,
     lag: Histogram<f64>,
+    resumes: Counter<u64>,
     pub empty_receives: Counter<u64>,
     credential_refreshes: Counter<u64>,
     received: AtomicU64,
@@ -221,6 +244,11 @@ pub fn get() -> &'static Metrics {
                 "f4a.lag",
                 "From the S3 event time to the document being indexed",
             ),
+            resumes: counter(
+                "f4a.objects.resumed",
+                "{resume}",
+                "Object bodies that broke mid-stream, by outcome",
+            ),
             empty_receives: counter(
                 "f4a.sqs.empty_receives",
                 "{receive}",
@@ -290,6 +318,12 @@ impl Metrics {
         if n > 0 {
             self.docs_changed.add(n, &[KeyValue::new("reason", reason)]);
         }
+    }
+
+    /// A body stream that broke mid-object, and what came of it.
+    pub fn resume(&self, outcome: ResumeOutcome) {
+        self.resumes
+            .add(1, &[KeyValue::new("outcome", outcome.label())]);
     }
 
     pub fn index_deleted(&self) {

@@ -4,7 +4,8 @@
 //! runs the record wing over it ([`crate::record`]: decompress, frame, decode, normalize), encodes
 //! each record once ([`Doc::encode`]) and sends it into the bounded channel, blocking while the
 //! batcher is full: the backpressure that reaches back to SQS. Every document carries a token of
-//! its message's [`AckGroup`] and the message's span context (bulk spans link to it).
+//! its message's [`AckGroup`] and the message's span context (bulk spans link to it). The body
+//! is a [`ResumableBody`]: a break mid-object is repaired under the reader.
 //!
 //! It knows nothing of SQS: whoever has an object reference and an ack group can index it (a
 //! message today; a listing of a bucket for a backfill, say).
@@ -30,6 +31,7 @@ use crate::record::{
 };
 use crate::sink::batcher::{CHUNK_BYTES, CHUNK_DOCS};
 use crate::sink::Doc;
+use crate::source::resume::ResumableBody;
 use crate::source::{FetchError, ObjectRef, ObjectStore};
 use crate::status;
 
@@ -129,7 +131,9 @@ impl ObjectIndexer {
                 provenance: Default::default(),
                 with_id: self.document_ids == DocumentIds::Deterministic,
             });
-            let source = SourceTap::new(SyncIoBridge::new(opened.body));
+            // A break mid-object is repaired under the reader: it reads on from the same byte.
+            let body = ResumableBody::new(self.store.clone(), &obj.bucket, opened);
+            let source = SourceTap::new(SyncIoBridge::new(body));
             let compressed = source.bytes.clone();
             let (limits, create) = (self.limits.clone(), self.create);
             let (normalizer, dead_letters, docs, group, max) = (

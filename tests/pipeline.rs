@@ -347,3 +347,60 @@ async fn refused_documents_are_dead_lettered_and_a_refused_dead_letter_keeps_the
     let changes = w.visibility_changes(&id, t0);
     assert_eq!(changes.len(), 1, "released for another try: {changes:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_body_broken_mid_stream_is_resumed_where_it_broke() {
+    use std::io::Write;
+    let w = World::new();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&ndjson(20_000)).unwrap();
+    let body = gz.finish().unwrap();
+    let len = body.len() as u64;
+    w.store.put(BUCKET, "big.json.gz", body);
+    // Three breaks inside the gzip stream (and one inside the first chunk of the reader).
+    w.store
+        .cut_at(BUCKET, "big.json.gz", &[100, len / 3, len / 2, len - 10]);
+    let id = w.queue.send(&notification("big.json.gz"));
+    finished(w.start(idle(), &[])).await;
+
+    assert_eq!(w.queue.deleted(), [id], "done in one pass");
+    assert_eq!(w.cluster.docs(INDEX).len(), 20_000, "every record");
+    let sent: usize = w.cluster.requests().iter().map(|r| r.docs).sum();
+    assert_eq!(sent, 20_000, "no document sent twice");
+    assert_eq!(
+        w.store.served(BUCKET, "big.json.gz"),
+        len,
+        "every byte fetched once: each reopen starts where the last stream broke"
+    );
+}
+
+// Real time (12 s): the reopen backoff sleeps under the blocking reader, and tokio does not
+// auto-advance paused time while a blocking task runs.
+#[tokio::test]
+async fn a_body_that_cannot_be_reopened_releases_the_message_as_before() {
+    let w = World::new();
+    let body = ndjson(2_000);
+    let len = body.len() as u64;
+    w.store.put(BUCKET, "a.json", body);
+    // The break, then each of the five reopen tries breaks again before its first byte.
+    w.store.cut_at(BUCKET, "a.json", &[5_000; 6]);
+    let id = w.queue.send(&notification("a.json"));
+    let t0 = Instant::now();
+    w.stop_after(Duration::from_secs(12));
+    finished(w.start(RunOptions::default(), &[])).await;
+
+    let changes = w.visibility_changes(&id, t0);
+    assert_eq!(changes.len(), 1, "released once: {changes:?}");
+    assert_eq!(changes[0].1, 5, "with the first redelivery delay");
+    assert_eq!(
+        w.queue.deleted(),
+        [id],
+        "then read whole on its next delivery"
+    );
+    assert_eq!(w.cluster.docs(INDEX).len(), 2_000);
+    assert_eq!(
+        w.store.served(BUCKET, "a.json"),
+        5_000 + len,
+        "restarted from byte 0"
+    );
+}

@@ -166,7 +166,7 @@ async fn a_fresh_cluster_gets_the_templates_and_todays_index_their_settings() {
         .map(|i| {
             format!(
                 "{}\n",
-                json!({"i": i, "@timestamp": now, "message": "GET /index.html 200", "user": {"name": "ann"}, "when": "2026-11-24T10:00:00Z", "n": "12"})
+                json!({"i": i, "x": f64::from(i) + 0.5, "@timestamp": now, "message": "GET /index.html 200", "user": {"name": "ann"}, "when": "2026-11-24T10:00:00Z", "n": "12"})
             )
         })
         .collect();
@@ -199,6 +199,23 @@ async fn a_fresh_cluster_gets_the_templates_and_todays_index_their_settings() {
     assert_eq!(p["n"]["type"], "keyword", "no numeric detection");
     assert_eq!(p["event"]["properties"]["ingested"]["type"], "date");
     assert_eq!(p["log"]["properties"]["offset"]["type"], "long");
+    // Numbers as doc values only (ES_INDEX_NUMBERS=doc_values), and still searchable by range.
+    assert_eq!(p["i"], json!({"type": "long", "index": false}));
+    assert_eq!(p["x"], json!({"type": "float", "index": false}));
+    w.es.refresh(&today).await;
+    let body = json!({"query": {"bool": {"filter": [
+        {"range": {"i": {"gte": 5, "lt": 15}}},
+        {"range": {"x": {"gte": 10.0}}},
+    ]}}});
+    let (status, c) =
+        w.es.request(
+            reqwest::Method::POST,
+            &format!("/{today}/_count"),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["count"], 5, "i in 10..15: {c}");
     let (_, h) = get(&w, &format!("/_cluster/health/{today}")).await;
     assert_eq!(h["status"], "green", "{h}");
 }

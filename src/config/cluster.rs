@@ -30,6 +30,18 @@ pub enum Codec {
     Default,
 }
 
+/// `ES_INDEX_NUMBERS`: how the built-in template maps the numbers of the records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Numbers {
+    /// Doc values only (`index: false`): aggregations, sorting and term/range queries still work
+    /// (Elasticsearch 8.1+, OpenSearch 2.12+ search doc values), without the points index that
+    /// made up about a sixth of the store in `make bench`'s footprint phase.
+    DocValues,
+    /// Doc values and the points index (the cluster's default): faster numeric filters on large
+    /// indices; needed on clusters older than those versions.
+    Indexed,
+}
+
 /// The index templates.
 #[derive(Debug, Clone)]
 pub struct SetupConfig {
@@ -41,6 +53,7 @@ pub struct SetupConfig {
     pub replicas: Option<u32>,
     pub refresh_interval: String,
     pub codec: Codec,
+    pub numbers: Numbers,
     pub total_fields_limit: u32,
     pub ignore_above: u32,
 }
@@ -153,6 +166,18 @@ pub(super) fn cluster(
             ))
         }
     };
+    let numbers = match env.string("ES_INDEX_NUMBERS").as_deref() {
+        None | Some("doc_values") => Numbers::DocValues,
+        Some("indexed") => Numbers::Indexed,
+        Some(other) => {
+            return Err(err(
+                "ES_INDEX_NUMBERS",
+                Some(other),
+                "is unknown",
+                "doc_values, indexed",
+            ))
+        }
+    };
     let setup = SetupConfig {
         mode,
         template_file,
@@ -160,6 +185,7 @@ pub(super) fn cluster(
         replicas,
         refresh_interval,
         codec,
+        numbers,
         total_fields_limit: env.uint("ES_INDEX_TOTAL_FIELDS_LIMIT", 1000, 10, 100_000)? as u32,
         ignore_above: env.uint("ES_INDEX_IGNORE_ABOVE", 1024, 1, 32_766)? as u32,
     };

@@ -22,8 +22,8 @@ mod sections;
 mod tests;
 
 pub use cluster::{
-    glob_matches, index_glob, ClusterConfig, Codec, IndexMode, RetentionConfig, SetupConfig,
-    SetupMode,
+    glob_matches, index_glob, ClusterConfig, Codec, IndexMode, Numbers, RetentionConfig,
+    SetupConfig, SetupMode,
 };
 use env::{err, Env};
 pub use env::{ConfigError, IndexPattern};

@@ -14,11 +14,11 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::admin::{AdminReply, ClusterAdmin};
-use crate::config::{index_glob, Codec, IndexPattern, SetupConfig, SetupMode};
+use crate::config::{index_glob, Codec, IndexPattern, Numbers, SetupConfig, SetupMode};
 
 /// Raised whenever the built-in bodies change, so an older worker never overwrites a newer
 /// worker's template during a rolling deployment.
-pub const TEMPLATE_REVISION: u64 = 1;
+pub const TEMPLATE_REVISION: u64 = 2;
 /// Above the stack templates of Elasticsearch (100) and below what users usually pick (200+).
 const PRIORITY: u64 = 150;
 /// The dead-letter template wins over any of ours that might also match.
@@ -95,6 +95,21 @@ pub fn templates(
                 "overflow": {"type": "keyword", "index": false, "doc_values": false},
                 "limits": {"type": "keyword"},
             }});
+            let mut dynamic_templates = vec![json!({"strings_as_keywords": {
+                "match_mapping_type": "string",
+                "mapping": {"type": "keyword", "ignore_above": cfg.ignore_above},
+            }})];
+            if cfg.numbers == Numbers::DocValues {
+                // JSON floats map to `float` and integers to `long`, as dynamic mapping does.
+                dynamic_templates.push(json!({"floats_as_doc_values": {
+                    "match_mapping_type": "double",
+                    "mapping": {"type": "float", "index": false},
+                }}));
+                dynamic_templates.push(json!({"longs_as_doc_values": {
+                    "match_mapping_type": "long",
+                    "mapping": {"type": "long", "index": false},
+                }}));
+            }
             json!({
                 "index_patterns": [glob],
                 "priority": PRIORITY,
@@ -103,10 +118,7 @@ pub fn templates(
                     "mappings": {
                         "date_detection": false,
                         "numeric_detection": false,
-                        "dynamic_templates": [{"strings_as_keywords": {
-                            "match_mapping_type": "string",
-                            "mapping": {"type": "keyword", "ignore_above": cfg.ignore_above},
-                        }}],
+                        "dynamic_templates": dynamic_templates,
                         "properties": properties,
                     },
                 },

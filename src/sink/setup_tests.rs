@@ -55,6 +55,22 @@ fn built_in_bodies_are_made_for_a_small_cluster() {
         m["dynamic_templates"][0]["strings_as_keywords"]["mapping"]["ignore_above"],
         1024
     );
+    // Numbers: doc values only by default, the points index with ES_INDEX_NUMBERS=indexed.
+    let dynamic = m["dynamic_templates"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        dynamic[1]["floats_as_doc_values"]["mapping"],
+        json!({"type": "float", "index": false})
+    );
+    assert_eq!(
+        dynamic[2]["longs_as_doc_values"]["mapping"],
+        json!({"type": "long", "index": false})
+    );
+    let indexed = built(&[("ES_INDEX_NUMBERS", "indexed")], 0);
+    let dynamic = &indexed[0].body["template"]["mappings"]["dynamic_templates"];
+    assert_eq!(dynamic.as_array().map(Vec::len), Some(1), "{dynamic}");
     assert_eq!(docs["_meta"]["f4a_template_version"], json!(t[0].version));
     let dl = &t[1].body;
     assert_eq!(dl["index_patterns"], json!(["f4a-dead-letter"]));
@@ -100,6 +116,7 @@ fn bad_setup_variables_name_themselves() {
     };
     assert_eq!(bad(&[("ES_SETUP", "sometimes")]), "ES_SETUP");
     assert_eq!(bad(&[("ES_INDEX_CODEC", "zstd")]), "ES_INDEX_CODEC");
+    assert_eq!(bad(&[("ES_INDEX_NUMBERS", "points")]), "ES_INDEX_NUMBERS");
     assert_eq!(
         bad(&[("ES_INDEX_REFRESH_INTERVAL", "30")]),
         "ES_INDEX_REFRESH_INTERVAL"

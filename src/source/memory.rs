@@ -5,10 +5,11 @@
 //! change sets what is left of it, every receive gives a new receipt and raises the receive
 //! count, and a stale receipt is refused. Visibility is computed from the clock when asked, with
 //! no background task. Every call is recorded with its time ([`MemoryQueue::calls`]), and calls
-//! can be made to fail. [`MemoryStore`] holds objects by bucket and key.
+//! can be made to fail. [`MemoryStore`] holds objects by bucket and key; their bodies can be made
+//! to break at given offsets ([`MemoryStore::cut_at`]), and it counts the bytes it served.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,7 +18,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{
-    EntryRefused, FetchError, Message, ObjectRef, ObjectStore, OpenedObject, Queue, QueueError,
+    Body, EntryRefused, FetchError, Message, ObjectRef, ObjectStore, OpenedObject, Queue,
+    QueueError, ResumeAt, ResumeError,
 };
 
 /// A call the queue received, with its (tokio) time.
@@ -292,12 +294,19 @@ struct StoredObject {
     last_modified: DateTime<Utc>,
 }
 
+/// The offsets where one object's body breaks next, shared by its open bodies.
+type Cuts = Arc<Mutex<Vec<u64>>>;
+
 /// An in-memory bucket store.
 #[derive(Default)]
 pub struct MemoryStore {
     objects: Mutex<HashMap<(String, String), StoredObject>>,
     /// Objects whose opening fails, with the reason.
     failing: Mutex<HashMap<(String, String), String>>,
+    /// Offsets at which an object's body stream breaks, each once (shared with its bodies).
+    cuts: Mutex<HashMap<(String, String), Cuts>>,
+    /// Body bytes handed out, per object.
+    served: Arc<Mutex<HashMap<(String, String), u64>>>,
 }
 
 impl MemoryStore {
@@ -325,6 +334,76 @@ impl MemoryStore {
     pub fn heal(&self, bucket: &str, key: &str) {
         lock(&self.failing).remove(&(bucket.to_string(), key.to_string()));
     }
+
+    /// The body of `bucket`/`key` breaks (a connection reset) when a reader reaches each of
+    /// `offsets`, once per offset, whichever opening of the object is being read.
+    pub fn cut_at(&self, bucket: &str, key: &str, offsets: &[u64]) {
+        let mut o = offsets.to_vec();
+        o.sort_unstable();
+        lock(&self.cuts).insert(
+            (bucket.to_string(), key.to_string()),
+            Arc::new(Mutex::new(o)),
+        );
+    }
+
+    /// Body bytes handed out for `bucket`/`key` over every opening.
+    pub fn served(&self, bucket: &str, key: &str) -> u64 {
+        lock(&self.served)
+            .get(&(bucket.to_string(), key.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn body(&self, at: &(String, String), data: Bytes, from: u64) -> Body {
+        Box::new(CutBody {
+            at: at.clone(),
+            data,
+            pos: from,
+            cuts: lock(&self.cuts).get(at).cloned().unwrap_or_default(),
+            served: self.served.clone(),
+        })
+    }
+}
+
+/// A stored body as a stream that breaks at the store's cut offsets and counts what it serves.
+struct CutBody {
+    at: (String, String),
+    data: Bytes,
+    pos: u64,
+    cuts: Cuts,
+    served: Arc<Mutex<HashMap<(String, String), u64>>>,
+}
+
+impl tokio::io::AsyncRead for CutBody {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let pos = self.pos;
+        let next_cut = {
+            let mut cuts = lock(&self.cuts);
+            match cuts.first().copied() {
+                Some(c) if c <= pos => {
+                    cuts.remove(0);
+                    return std::task::Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        format!("connection reset at byte {pos} (injected)"),
+                    )));
+                }
+                c => c,
+            }
+        };
+        let end = (self.data.len() as u64).min(next_cut.unwrap_or(u64::MAX));
+        let n = ((end.saturating_sub(pos)) as usize).min(buf.remaining());
+        if n > 0 {
+            let start = pos as usize;
+            buf.put_slice(&self.data[start..start + n]);
+        }
+        self.pos += n as u64;
+        *lock(&self.served).entry(self.at.clone()).or_default() += n as u64;
+        std::task::Poll::Ready(Ok(()))
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -349,7 +428,8 @@ impl ObjectStore for MemoryStore {
                     etag: Some(o.etag),
                     version_id: obj.version_id.clone(),
                     last_modified: Some(o.last_modified),
-                    body: Box::new(std::io::Cursor::new(o.body)),
+                    length: Some(o.body.len() as u64),
+                    body: self.body(&at, o.body, 0),
                 });
             }
         }
@@ -357,6 +437,20 @@ impl ObjectStore for MemoryStore {
             bucket: obj.bucket.clone(),
             key: obj.key.clone(),
         })
+    }
+
+    async fn open_from(&self, r: &ResumeAt) -> Result<Body, ResumeError> {
+        let at = (r.bucket.clone(), r.key.clone());
+        if let Some(reason) = lock(&self.failing).get(&at) {
+            return Err(ResumeError::Failed(reason.clone()));
+        }
+        let Some(o) = lock(&self.objects).get(&at).cloned() else {
+            return Err(ResumeError::Changed("the object was deleted".into()));
+        };
+        if r.etag.as_ref().is_some_and(|e| *e != o.etag) {
+            return Err(ResumeError::Changed("412 PreconditionFailed".into()));
+        }
+        Ok(self.body(&at, o.body, r.offset))
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Two outside systems, each behind a small trait holding only what the worker uses:
 //! - [`Queue`] (SQS, `sqs::SqsQueue`): receive, delete, change visibility;
-//! - [`ObjectStore`] (S3, `s3::S3Store`): open an object as a stream.
+//! - [`ObjectStore`] (S3, `s3::S3Store`): open an object as a stream, and reopen it from a byte
+//!   offset when the stream breaks (`resume::ResumableBody` does that under the reader).
 //!
 //! [`memory`] has in-memory implementations of both, with SQS's visibility semantics, for tests
 //! that need neither LocalStack nor real time. Above the traits: [`notification`] turns a message
@@ -17,7 +18,8 @@ pub(crate) mod aws;
 pub(crate) mod inflight;
 pub mod memory;
 pub mod notification;
-pub(crate) mod s3;
+pub(crate) mod resume;
+pub mod s3;
 pub(crate) mod sqs;
 
 pub use notification::ObjectRef;
@@ -99,7 +101,34 @@ pub struct OpenedObject {
     pub etag: Option<String>,
     pub version_id: Option<String>,
     pub last_modified: Option<DateTime<Utc>>,
-    pub body: Box<dyn AsyncRead + Send + Unpin>,
+    /// The body's length as announced (`Content-Length`): a stream that ends before it broke.
+    pub length: Option<u64>,
+    pub body: Body,
+}
+
+/// An object's body as a stream.
+pub type Body = Box<dyn AsyncRead + Send + Unpin>;
+
+/// Where to continue an object whose body stream broke: the same object as opened (its found
+/// key, and its version or ETag so that a changed object is refused), from `offset`.
+#[derive(Debug, Clone)]
+pub struct ResumeAt {
+    pub bucket: String,
+    pub key: String,
+    pub etag: Option<String>,
+    pub version_id: Option<String>,
+    pub offset: u64,
+}
+
+/// Reopening an object failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ResumeError {
+    /// Its ETag or version is not the one opened (S3's 412): what was read is of another object.
+    #[error("the object changed since it was opened: {0}")]
+    Changed(String),
+    /// Anything else (throttling, 5xx, network): worth another try.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Where the objects are.
@@ -107,7 +136,18 @@ pub struct OpenedObject {
 /// Contract: [`ObjectStore::open`] tries the reference's key, then its other spelling
 /// (`alt_key`) if the first does not exist; [`FetchError::Missing`] only when neither does. The
 /// body streams; an error while reading it is an I/O error of the stream.
+/// [`ObjectStore::open_from`] gives the rest of the object as opened, from a byte offset, and
+/// [`ResumeError::Changed`] when it is no longer the same object.
 #[async_trait::async_trait]
 pub trait ObjectStore: Send + Sync {
     async fn open(&self, obj: &ObjectRef) -> Result<OpenedObject, FetchError>;
+
+    /// One try (no retries: the caller has its own policy). A store that cannot reopen at an
+    /// offset keeps this default, and a broken stream then releases its message as before.
+    async fn open_from(&self, at: &ResumeAt) -> Result<Body, ResumeError> {
+        Err(ResumeError::Failed(format!(
+            "this store cannot reopen s3://{}/{} at an offset",
+            at.bucket, at.key
+        )))
+    }
 }

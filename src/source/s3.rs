@@ -8,11 +8,15 @@
 //! object, an unknown version) are not retried here, the message is released and comes back.
 //! `NoSuchKey` tries the other spelling of the key (S3 events URL-encode keys, EventBridge does
 //! not; the notification gives both).
+//!
+//! [`ObjectStore::open_from`] is one ranged GetObject (`Range: bytes=<offset>-`) conditional on
+//! the ETag opened (`If-Match`) and pinned to its version when it had one; 412 means the object
+//! changed. The retries around it are `resume::RESUME`'s.
 
 use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
 use chrono::{DateTime, Utc};
 
-use super::{FetchError, ObjectRef, ObjectStore, OpenedObject};
+use super::{Body, FetchError, ObjectRef, ObjectStore, OpenedObject, ResumeAt, ResumeError};
 use crate::backoff::Policy;
 
 /// See the module documentation.
@@ -87,6 +91,41 @@ impl ObjectStore for S3Store {
             key: obj.key.clone(),
         })
     }
+
+    async fn open_from(&self, at: &ResumeAt) -> Result<Body, ResumeError> {
+        let mut req = self
+            .client
+            .get_object()
+            .bucket(&at.bucket)
+            .key(&at.key)
+            .range(format!("bytes={}-", at.offset));
+        if let Some(etag) = &at.etag {
+            req = req.if_match(format!("\"{etag}\""));
+        }
+        if let Some(v) = &at.version_id {
+            req = req.version_id(v);
+        }
+        match req.send().await {
+            Ok(out) => Ok(Box::new(out.body.into_async_read())),
+            Err(e) => {
+                let text = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                let code = e
+                    .as_service_error()
+                    .and_then(|se| aws_sdk_s3::error::ProvideErrorMetadata::code(se));
+                if status == Some(412)
+                    || matches!(
+                        code,
+                        Some("PreconditionFailed" | "NoSuchVersion" | "NoSuchKey")
+                    )
+                {
+                    Err(ResumeError::Changed(text))
+                } else {
+                    Err(ResumeError::Failed(text))
+                }
+            }
+        }
+    }
 }
 
 fn opened(key: &str, out: GetObjectOutput) -> OpenedObject {
@@ -97,6 +136,7 @@ fn opened(key: &str, out: GetObjectOutput) -> OpenedObject {
         last_modified: out
             .last_modified()
             .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())),
+        length: out.content_length().and_then(|n| u64::try_from(n).ok()),
         body: Box::new(out.body.into_async_read()),
     }
 }

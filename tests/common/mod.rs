@@ -70,15 +70,20 @@ pub struct Aws {
 }
 
 impl Aws {
-    pub async fn new() -> Aws {
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    /// The SDK configuration of these clients (LocalStack, test credentials).
+    pub async fn sdk_config() -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
             .endpoint_url(localstack_url())
             .region(aws_config::Region::new(REGION))
             .credentials_provider(aws_sdk_s3::config::Credentials::new(
                 "test", "test", None, None, "tests",
             ))
             .load()
-            .await;
+            .await
+    }
+
+    pub async fn new() -> Aws {
+        let conf = Self::sdk_config().await;
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&conf)
                 .force_path_style(true)

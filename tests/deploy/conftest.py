@@ -93,3 +93,80 @@ def cfn_template() -> dict:
     template, matches = decode(str(ROOT / "deploy" / "cloudformation.yaml"))
     assert not matches, [str(m) for m in matches]
     return template
+
+
+# ---------------------------------------------------------------- CloudFormation conditions
+
+# Parameter values that choose each optional part of deploy/cloudformation.yaml (the defaults
+# choose none): the fleet budget's table, the Amazon OpenSearch Service domain with the task role.
+FLEET = {"FleetDocsPerSec": "600", "MaxTasks": "4"}
+DOMAIN = {"OpenSearchDomainArn": "arn:aws:es:eu-west-1:123456789012:domain/logs", "EsApiKeySecretArn": ""}
+REQUIRED = {"EsApiKeySecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:es-key"}
+
+
+def parameter_values(template: dict, given: dict[str, str] | None = None) -> dict[str, str]:
+    """Parameter -> value as CloudFormation passes it to Ref (always a string): the default,
+    unless given (REQUIRED fills the ones without a default that the conditions read)."""
+    values = {k: str(v["Default"]) for k, v in template.get("Parameters", {}).items() if "Default" in v}
+    values.update(REQUIRED)
+    values.update(given or {})
+    return values
+
+
+def evaluate_condition(template: dict, expr, values: dict[str, str]) -> bool:
+    """Fn::Equals / Not / And / Or / Condition over parameter Refs, as CloudFormation does."""
+    if isinstance(expr, bool):
+        return expr
+    if isinstance(expr, str):
+        return expr.lower() == "true"
+    ((fn, arg),) = expr.items()
+    if fn == "Condition":
+        return evaluate_condition(template, template["Conditions"][arg], values)
+    if fn == "Fn::Not":
+        return not evaluate_condition(template, arg[0], values)
+    if fn == "Fn::And":
+        return all(evaluate_condition(template, a, values) for a in arg)
+    if fn == "Fn::Or":
+        return any(evaluate_condition(template, a, values) for a in arg)
+    if fn == "Fn::Equals":
+        a, b = (values[x["Ref"]] if isinstance(x, dict) else str(x) for x in arg)
+        return a == b
+    raise AssertionError(f"unsupported condition function {fn}")
+
+
+def conditions(template: dict, values: dict[str, str]) -> dict[str, bool]:
+    return {k: evaluate_condition(template, v, values) for k, v in template.get("Conditions", {}).items()}
+
+
+NO_VALUE = object()
+
+
+def resolve_ifs(value, conds: dict[str, bool]):
+    """Fn::If -> the chosen branch, Ref AWS::NoValue -> removed (other intrinsics kept)."""
+    if isinstance(value, dict):
+        if len(value) == 1:
+            ((k, v),) = value.items()
+            if k == "Fn::If":
+                name, yes, no = v
+                return resolve_ifs(yes if conds[name] else no, conds)
+            if k == "Ref" and v == "AWS::NoValue":
+                return NO_VALUE
+        out = {k: resolve_ifs(v, conds) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not NO_VALUE}
+    if isinstance(value, list):
+        return [x for x in (resolve_ifs(v, conds) for v in value) if x is not NO_VALUE]
+    return value
+
+
+def resolve_template(template: dict, given: dict[str, str] | None = None) -> dict:
+    """The template as CloudFormation would deploy it with these parameters: resources whose
+    condition is false are gone, every Fn::If is its chosen branch."""
+    conds = conditions(template, parameter_values(template, given))
+    out = dict(template)
+    out["Resources"] = {
+        k: resolve_ifs(r, conds) for k, r in template["Resources"].items() if conds.get(r.get("Condition", ""), True)
+    }
+    out["Outputs"] = {
+        k: resolve_ifs(o, conds) for k, o in template.get("Outputs", {}).items() if conds.get(o.get("Condition", ""), True)
+    }
+    return out

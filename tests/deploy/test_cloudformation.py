@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT
+import pytest
+
+from conftest import DOMAIN, FLEET, ROOT, resolve_template
 
 TEMPLATE = ROOT / "deploy" / "cloudformation.yaml"
 
@@ -90,7 +94,18 @@ def test_s3_notifies_the_queue_which_allows_it(cfn_template):
     assert "aws:SourceArn" in st["Condition"]["ArnLike"]
 
 
-def test_least_privilege_roles(cfn_template):
+# The template deployed with the defaults, with the fleet budget, and with a domain via SigV4.
+VARIANTS = {"defaults": {}, "fleet": FLEET, "domain": DOMAIN, "fleet+domain": {**FLEET, **DOMAIN}}
+
+
+@pytest.fixture(params=list(VARIANTS), scope="module")
+def deployed(request, cfn_template) -> tuple[dict, dict]:
+    given = VARIANTS[request.param]
+    return resolve_template(cfn_template, given), given
+
+
+def test_least_privilege_roles(deployed):
+    cfn_template, given = deployed
     roles = resources(cfn_template, "AWS::IAM::Role")
     # Actions without resource-level permissions.
     star_ok = {
@@ -108,16 +123,24 @@ def test_least_privilege_roles(cfn_template):
     _, td = one(cfn_template, "AWS::ECS::TaskDefinition")
     task_role = roles[td["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]]
     task_actions = {a for st in statements(task_role) for a in as_list(st["Action"])}
-    assert task_actions - star_ok == {
+    expected = {
         "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
         "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket",
         "logs:CreateLogStream", "logs:PutLogEvents",  # the collector's EMF metrics
     }
+    if "FleetDocsPerSec" in given:
+        expected |= FLEET_ACTIONS
+    if "OpenSearchDomainArn" in given:
+        expected |= {"es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost"}
+    assert task_actions - star_ok == expected
     logs_st = [st for st in statements(task_role) if any(a.startswith("logs:") for a in as_list(st["Action"]))]
     assert logs_st and all(st["Resource"] == {"Fn::GetAtt": ["MetricsLogGroup", "Arn"]} for st in logs_st)
     exec_role = roles[td["Properties"]["ExecutionRoleArn"]["Fn::GetAtt"][0]]
     secret_st = [st for st in statements(exec_role) if "secretsmanager:GetSecretValue" in as_list(st["Action"])]
-    assert secret_st and all(st["Resource"] == {"Ref": "EsApiKeySecretArn"} for st in secret_st)
+    if "OpenSearchDomainArn" in given:
+        assert not secret_st, "the task role signs: no secret to read"
+    else:
+        assert secret_st and all(st["Resource"] == {"Ref": "EsApiKeySecretArn"} for st in secret_st)
 
 
 def test_service_two_azs_circuit_breaker(cfn_template):
@@ -167,3 +190,78 @@ def test_parameters_example_covers_the_required_parameters(cfn_template):
     for k, v in given.items():
         if "AllowedValues" in params[k]:
             assert v in [str(a) for a in params[k]["AllowedValues"]], k
+
+
+# ---------------------------------------------------------------- the fleet budget's table
+
+FLEET_SOURCE = ROOT / "src" / "sink" / "fleet" / "dynamo.rs"
+# Called by DynamoTable::create only, when the table is missing: the stack creates it.
+CREATE_ONLY = {"dynamodb:CreateTable", "dynamodb:UpdateTimeToLive"}
+
+
+def fleet_calls() -> set[str]:
+    """The DynamoDB operations src/sink/fleet/dynamo.rs calls (`.client.put_item()` ...)."""
+    src = FLEET_SOURCE.read_text()
+    ops = re.findall(r"\.client\s*\.(\w+)\(\)", src)
+    assert ops, "no DynamoDB calls found: has the client moved?"
+    return {"dynamodb:" + "".join(w.capitalize() for w in op.split("_")) for op in ops}
+
+
+FLEET_ACTIONS = fleet_calls() - CREATE_ONLY
+
+
+def test_fleet_actions_are_what_the_code_calls():
+    calls = fleet_calls()
+    assert CREATE_ONLY <= calls, "the worker still creates a missing table"
+    assert FLEET_ACTIONS == {"dynamodb:DescribeTable", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:DeleteItem"}
+
+
+def fleet_table_attrs() -> dict[str, str]:
+    src = FLEET_SOURCE.read_text()
+    ttl = re.search(r'TimeToLiveSpecification::builder\(\)\s*\.attribute_name\("(\w+)"\)', src).group(1)
+    hash_key = re.search(r'key\("(\w+)", KeyType::Hash\)', src).group(1)
+    range_key = re.search(r'key\("(\w+)", KeyType::Range\)', src).group(1)
+    return {"ttl": ttl, "hash": hash_key, "range": range_key}
+
+
+def test_fleet_table_on_demand_with_ttl_only_with_a_budget(cfn_template):
+    assert not resources(resolve_template(cfn_template), "AWS::DynamoDB::Table"), "per-task mode: no table"
+    t = resolve_template(cfn_template, FLEET)
+    name, table = one(t, "AWS::DynamoDB::Table")
+    p = table["Properties"]
+    attrs = fleet_table_attrs()
+    assert p["BillingMode"] == "PAY_PER_REQUEST"
+    assert p["TimeToLiveSpecification"] == {"AttributeName": attrs["ttl"], "Enabled": True}
+    assert p["KeySchema"] == [{"AttributeName": attrs["hash"], "KeyType": "HASH"},
+                              {"AttributeName": attrs["range"], "KeyType": "RANGE"}]
+    assert {a["AttributeName"]: a["AttributeType"] for a in p["AttributeDefinitions"]} == {attrs["hash"]: "S", attrs["range"]: "S"}
+    # The task role may use it, and only it.
+    task_role = t["Resources"]["TaskRole"]
+    fleet_st = [st for st in statements(task_role) if any(a.startswith("dynamodb:") for a in as_list(st["Action"]))]
+    assert fleet_st and all(st["Resource"] == {"Fn::GetAtt": [name, "Arn"]} for st in fleet_st)
+    assert {a for st in fleet_st for a in as_list(st["Action"])} == FLEET_ACTIONS
+
+
+def test_domain_policy_matches_the_standalone_file(cfn_template):
+    doc = json.loads((ROOT / "deploy" / "iam-policy-opensearch-domain.json").read_text())
+    (want,) = doc["Statement"]
+    assert not [st for st in statements(resolve_template(cfn_template)["Resources"]["TaskRole"])
+                if any(a.startswith("es:") for a in as_list(st["Action"]))]
+    role = resolve_template(cfn_template, DOMAIN)["Resources"]["TaskRole"]
+    (st,) = [st for st in statements(role) if any(a.startswith("es:") for a in as_list(st["Action"]))]
+    assert set(as_list(st["Action"])) == set(as_list(want["Action"]))
+    assert st["Resource"] == {"Fn::Sub": "${OpenSearchDomainArn}/*"}, "every path of that one domain"
+
+
+def test_api_key_xor_domain_rules(cfn_template):
+    rules = cfn_template["Rules"]
+    conds = {json.dumps(r["RuleCondition"], sort_keys=True): r["Assertions"] for r in rules.values()}
+    empty = {"Fn::Equals": [{"Ref": "OpenSearchDomainArn"}, ""]}
+    assert json.dumps(empty, sort_keys=True) in conds and json.dumps({"Fn::Not": [empty]}, sort_keys=True) in conds
+
+
+def test_iam_policy_json_has_the_fleet_statement():
+    doc = json.loads((ROOT / "deploy" / "iam-policy.json").read_text())
+    (st,) = [s for s in doc["Statement"] if s["Sid"] == "FleetBudgetTable"]
+    assert set(as_list(st["Action"])) == FLEET_ACTIONS
+    assert st["Resource"] == "arn:aws:dynamodb:${Region}:${AccountId}:table/${FleetTable}"

@@ -9,7 +9,10 @@ import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
-from conftest import FARGATE_SIZES, ROOT, known_vars, literal_default, required_vars
+from conftest import (
+    DOMAIN, FARGATE_SIZES, FLEET, NO_VALUE, ROOT, conditions, known_vars, literal_default, parameter_values,
+    required_vars,
+)
 
 # Keys that `aws ecs describe-task-definition` returns but RegisterTaskDefinition does not take.
 DESCRIBE_ONLY_KEYS = {
@@ -60,16 +63,32 @@ def model_errors(value, shape, path="") -> list[str]:
 # ---------------------------------------------------------------- the CloudFormation task definition
 
 
-def _cfn_to_api(value, params: dict, keep_keys: bool = False):
+def _cfn_to_api(value, template: dict, given: dict[str, str] | None = None, keep_keys: bool = False,
+                _ctx: tuple | None = None):
     """CloudFormation TaskDefinition properties -> RegisterTaskDefinition parameters: PascalCase
-    keys become camelCase, Refs to parameters become their defaults, other intrinsics placeholders."""
+    keys become camelCase, Refs to parameters become their values (`given`, else the defaults),
+    Fn::If takes the branch its condition chooses with those values (AWS::NoValue drops the key),
+    Fn::FindInMap looks up the template's mappings, other intrinsics become placeholders."""
+    if _ctx is None:
+        values = parameter_values(template, given)
+        _ctx = (values, conditions(template, values), template.get("Mappings", {}))
+    values, conds, mappings = _ctx
+    rec = lambda v, keep=False: _cfn_to_api(v, template, given, keep, _ctx)  # noqa: E731
     if isinstance(value, dict):
         if len(value) == 1:
             (k, v), = value.items()
             if k == "Ref":
-                if v in params and "Default" in params[v]:
-                    return str(params[v]["Default"])
+                if v == "AWS::NoValue":
+                    return NO_VALUE
+                if v in values:
+                    return values[v]
                 return f"REF-{v}"
+            if k == "Fn::If":
+                name, yes, no = v
+                return rec(yes if conds[name] else no, keep_keys)
+            if k == "Fn::FindInMap":
+                name, top, second = (rec(x) for x in v)
+                return str(mappings[name][top][second])
             if k == "Fn::GetAtt":
                 return f"GETATT-{'.'.join(v) if isinstance(v, list) else v}"
             if k == "Fn::Sub":
@@ -80,22 +99,30 @@ def _cfn_to_api(value, params: dict, keep_keys: bool = False):
         for k, v in value.items():
             key = k if keep_keys else k[0].lower() + k[1:]
             # logConfiguration.options keys are driver options, kept verbatim.
-            out[key] = _cfn_to_api(v, params, keep_keys=(k == "Options"))
+            r = rec(v, k == "Options")
+            if r is not NO_VALUE:
+                out[key] = r
         return out
     if isinstance(value, list):
-        return [_cfn_to_api(v, params) for v in value]
+        return [x for x in (rec(v) for v in value) if x is not NO_VALUE]
     return value
 
 
-def cfn_task_definition(template: dict) -> dict:
+def cfn_task_definition(template: dict, given: dict[str, str] | None = None) -> dict:
     tds = [r for r in template["Resources"].values() if r["Type"] == "AWS::ECS::TaskDefinition"]
     assert len(tds) == 1
-    return _cfn_to_api(tds[0]["Properties"], template.get("Parameters", {}))
+    return _cfn_to_api(tds[0]["Properties"], template, given)
 
 
-@pytest.fixture(params=["ecs-task.json", "cloudformation.yaml"], scope="module")
+# The template's task definition with the defaults, with the fleet budget, with a domain via SigV4.
+VARIANTS = {"ecs-task.json": None, "cloudformation.yaml": {}, "cloudformation.yaml+fleet": FLEET,
+            "cloudformation.yaml+domain": DOMAIN}
+
+
+@pytest.fixture(params=list(VARIANTS), scope="module")
 def task_def(request, ecs_task, cfn_template) -> dict:
-    return ecs_task if request.param == "ecs-task.json" else cfn_task_definition(cfn_template)
+    given = VARIANTS[request.param]
+    return ecs_task if given is None else cfn_task_definition(cfn_template, given)
 
 
 def worker(td: dict) -> dict:
@@ -204,7 +231,9 @@ def test_environment_matches_readme(task_def, config_table):
     assert tuning - set(values) == set(), "every rate-limit and bulk variable is listed"
     for name, value in values.items():
         default = literal_default(config_table.get(name, ""))
-        if name in ("RATE_LIMIT_BURST",):
+        if name == "RATE_LIMIT_DOCS_PER_SEC" and values.get("FLEET_DOCS_PER_SEC"):
+            assert value == "", "the worker refuses a per-task rate beside FLEET_DOCS_PER_SEC"
+        elif name in ("RATE_LIMIT_BURST",):
             assert value in ("", values.get("RATE_LIMIT_DOCS_PER_SEC")), "burst defaults to one second of rate"
         elif default is not None and name in tuning | {"SQS_MAX_MESSAGES", "MAX_IN_FLIGHT_MESSAGES"}:
             assert value == default, f"{name}={value!r}, README default {default!r}"
@@ -216,6 +245,9 @@ def test_cluster_credentials_come_from_secrets(task_def):
     c = worker(task_def)
     assert not SECRET_VARS & set(env(c)), "a secret in plain environment"
     secrets = {s["name"]: s["valueFrom"] for s in c.get("secrets", [])}
+    if env(c).get("ES_AUTH") == "sigv4":
+        assert not secrets, "SigV4 signs with the task role: no cluster secret (the worker refuses one)"
+        return
     assert {"ES_API_KEY", "ES_PASSWORD"} & set(secrets)
     for name, src in secrets.items():
         assert re.match(r"(arn:aws[a-z-]*:(secretsmanager|ssm):|REF-|GETATT-)", src), (name, src)
@@ -241,3 +273,66 @@ def test_json_and_template_define_the_same_worker(ecs_task, cfn_template):
     assert {s["name"] for s in a["secrets"]} == {s["name"] for s in b["secrets"]}
     for key in ("healthCheck", "user", "readonlyRootFilesystem", "portMappings", "dependsOn", "cpu", "memoryReservation"):
         assert a.get(key) == b.get(key), key
+
+
+# ---------------------------------------------------------------- optional parts of the template
+
+
+def test_fleet_budget_variables_both_ways(cfn_template, config_table):
+    """FleetDocsPerSec=0 (default): per-task rate, FLEET_* empty (= unset); set: the budget, the
+    stack's table, FLEET_MAX_TASKS = MaxTasks x MaximumPercent / 100, per-task rate empty."""
+    for name in ("FLEET_DOCS_PER_SEC", "FLEET_TABLE", "FLEET_MAX_TASKS"):
+        assert name in config_table
+    off = env(worker(cfn_task_definition(cfn_template)))
+    assert off["FLEET_DOCS_PER_SEC"] == off["FLEET_TABLE"] == off["FLEET_MAX_TASKS"] == ""
+    assert off["RATE_LIMIT_DOCS_PER_SEC"] == str(cfn_template["Parameters"]["RateLimitDocsPerSec"]["Default"])
+    (svc,) = [r for r in cfn_template["Resources"].values() if r["Type"] == "AWS::ECS::Service"]
+    max_percent = svc["Properties"]["DeploymentConfiguration"]["MaximumPercent"]
+    for max_tasks in (1, 4, cfn_template["Parameters"]["MaxTasks"]["MaxValue"]):
+        on = env(worker(cfn_task_definition(cfn_template, {**FLEET, "MaxTasks": str(max_tasks)})))
+        assert on["FLEET_DOCS_PER_SEC"] == FLEET["FleetDocsPerSec"]
+        assert on["FLEET_TABLE"] == "REF-FleetTable"
+        assert int(on["FLEET_MAX_TASKS"]) == max_tasks * max_percent // 100, max_tasks
+        assert on["RATE_LIMIT_DOCS_PER_SEC"] == ""
+
+
+def test_every_allowed_max_tasks_has_a_fleet_max_tasks(cfn_template):
+    p = cfn_template["Parameters"]["MaxTasks"]
+    (svc,) = [r for r in cfn_template["Resources"].values() if r["Type"] == "AWS::ECS::Service"]
+    max_percent = svc["Properties"]["DeploymentConfiguration"]["MaximumPercent"]
+    table = cfn_template["Mappings"]["RunningTasksAtMost"]
+    assert set(table) == {str(n) for n in range(p["MinValue"], p["MaxValue"] + 1)}
+    for n, row in table.items():
+        assert row["WithMaximumPercent"] == int(n) * max_percent // 100, n
+
+
+def test_domain_via_task_role_both_ways(cfn_template):
+    off = worker(cfn_task_definition(cfn_template))
+    assert env(off)["ES_AUTH"] == env(off)["ES_AWS_SERVICE"] == ""
+    assert [s["name"] for s in off["secrets"]] == ["ES_API_KEY"]
+    on = worker(cfn_task_definition(cfn_template, DOMAIN))
+    assert env(on)["ES_AUTH"] == "sigv4" and env(on)["ES_AWS_SERVICE"] == "es"
+    assert "secrets" not in on
+
+
+def test_json_environment_lists_the_fleet_and_sigv4_variables(ecs_task):
+    values = env(worker(ecs_task))
+    for name in ("FLEET_DOCS_PER_SEC", "FLEET_TABLE", "FLEET_MAX_TASKS", "ES_AUTH", "ES_AWS_SERVICE"):
+        assert values.get(name) == "", f"{name}: listed, empty (= unset: per-task rate, API key)"
+
+
+def test_cfn_to_api_evaluates_fn_if():
+    """Both branches, NoValue removal, FindInMap, nested conditions."""
+    t = {
+        "Parameters": {"A": {"Type": "String", "Default": ""}, "N": {"Type": "Number", "Default": 2}},
+        "Mappings": {"M": {"2": {"X": 4}, "3": {"X": 6}}},
+        "Conditions": {"HasA": {"Fn::Not": [{"Fn::Equals": [{"Ref": "A"}, ""]}]},
+                       "Both": {"Fn::And": [{"Condition": "HasA"}, {"Fn::Equals": [{"Ref": "N"}, "3"]}]}},
+    }
+    v = {"Env": [{"Name": "a", "Value": {"Fn::If": ["HasA", {"Ref": "A"}, "none"]}},
+                 {"Fn::If": ["Both", {"Name": "b", "Value": {"Fn::FindInMap": ["M", {"Ref": "N"}, "X"]}},
+                             {"Ref": "AWS::NoValue"}]}],
+         "Opt": {"Fn::If": ["HasA", "yes", {"Ref": "AWS::NoValue"}]}}
+    assert _cfn_to_api(v, t) == {"env": [{"name": "a", "value": "none"}]}
+    assert _cfn_to_api(v, t, {"A": "x"}) == {"env": [{"name": "a", "value": "x"}], "opt": "yes"}
+    assert _cfn_to_api(v, t, {"A": "x", "N": "3"})["env"][1] == {"name": "b", "value": "6"}
