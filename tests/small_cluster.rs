@@ -335,6 +335,55 @@ async fn retention_deletes_exactly_the_old_days_of_es_index() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn dead_letter_retention_deletes_only_the_old_entries() {
+    let w = World::new("dlretention").await;
+    let at = |days_back: i64| {
+        (Utc::now() - chrono::Duration::days(days_back))
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string()
+    };
+    // 3 entries of 40 days ago, 2 of 10, 2 of today, 1 dated tomorrow.
+    let ages = [40, 40, 40, 10, 10, 0, 0, -1];
+    for (i, back) in ages.iter().enumerate() {
+        let doc = json!({"@timestamp": at(*back), "error": {"type": "mapper_parsing_exception"}, "f4a": {"stage": "index"}});
+        let (status, v) =
+            w.es.request(
+                reqwest::Method::PUT,
+                &format!("/{}/_doc/e{i}?refresh=true", w.dead()),
+                Some(doc),
+            )
+            .await;
+        assert!(status == 200 || status == 201, "{v}");
+    }
+    assert_eq!(w.es.count(&w.dead()).await, ages.len() as u64);
+
+    let dry = with(
+        &w,
+        &[
+            ("DEAD_LETTER_RETENTION_DAYS", "30"),
+            ("RETENTION_DRY_RUN", "true"),
+        ],
+    );
+    run_until_idle(&dry, MINUTE).await;
+    assert_eq!(
+        w.es.count(&w.dead()).await,
+        ages.len() as u64,
+        "a dry run deletes nothing"
+    );
+
+    let env = with(&w, &[("DEAD_LETTER_RETENTION_DAYS", "30")]);
+    let log = run_until_idle(&env, MINUTE).await;
+    let left: BTreeSet<String> =
+        w.es.all_docs(&w.dead())
+            .await
+            .iter()
+            .filter_map(|d| d["_id"].as_str().map(String::from))
+            .collect();
+    let expected: BTreeSet<String> = (3..ages.len()).map(|i| format!("e{i}")).collect();
+    assert_eq!(left, expected, "only the 40-day-old entries go: {log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn data_stream_mode_counts_a_409_on_redelivery_as_done() {
     let w = World::new("stream").await;
     let stream = w.index("stream");
