@@ -7,6 +7,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use common::World;
 
@@ -123,4 +124,93 @@ async fn backfill_indexes_the_selected_hours_once_and_a_dry_run_nothing() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+fn summary(out: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .unwrap_or_else(|| panic!("no summary line in {stdout}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_backfill_continues_from_its_checkpoint_and_sends_each_record_once() {
+    let w = World::new("bfresume").await;
+    let hours = 8u32;
+    for hour in 0..hours {
+        let key = format!("fh/2026/11/20/{hour:02}/part-{hour}.json");
+        w.aws.put(&w.bucket, &key, records(hour)).await;
+    }
+    let total = hours as u64 * RECORDS as u64;
+    let checkpoint = std::env::temp_dir().join(format!("{}.checkpoint", w.bucket));
+    let checkpoint_arg = checkpoint.to_string_lossy().to_string();
+    let mut env = w.env();
+    // Slow enough (one object a second) to be stopped half-way.
+    env.insert("RATE_LIMIT_DOCS_PER_SEC".into(), RECORDS.to_string());
+    let args: Vec<String> = [
+        "backfill",
+        "--bucket",
+        &w.bucket,
+        "--prefix",
+        "fh/",
+        "--concurrency",
+        "1",
+        "--checkpoint",
+        &checkpoint_arg,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+
+    let child = Command::new(env!("CARGO_BIN_EXE_f4a-indexer"))
+        .args(&args)
+        .env_clear()
+        .envs(&env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start backfill");
+    w.es.wait_count(&w.data(), 2 * RECORDS as u64, Duration::from_secs(60))
+        .await;
+    let pid = child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let first = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        first.status.code(),
+        Some(1),
+        "interrupted: {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        checkpoint.exists(),
+        "the checkpoint is kept for the next run"
+    );
+    let first_docs = summary(&first)["documents"].as_u64().unwrap_or(0);
+    assert!(first_docs < total, "stopped before the end: {first_docs}");
+
+    env.insert("RATE_LIMIT_DOCS_PER_SEC".into(), "0".into());
+    let second = backfill(
+        &env,
+        &args[1..].iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let second_docs = summary(&second)["documents"].as_u64().unwrap_or(0);
+    assert_eq!(
+        first_docs + second_docs,
+        total,
+        "the second run starts after the checkpoint: no record sent twice, none skipped"
+    );
+    assert_eq!(w.es.count(&w.data()).await, total);
+    assert!(!checkpoint.exists());
 }
