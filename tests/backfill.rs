@@ -214,3 +214,76 @@ async fn an_interrupted_backfill_continues_from_its_checkpoint_and_sends_each_re
     assert_eq!(w.es.count(&w.data()).await, total);
     assert!(!checkpoint.exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn via_queue_announces_each_object_once_and_the_service_indexes_them() {
+    let w = World::new("bfqueue").await;
+    // A bucket that notifies nobody: only the backfill announces its objects.
+    let bucket = format!("{}-quiet", w.bucket);
+    w.aws
+        .s3
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    for i in 0..3u32 {
+        // Not Firehose's layout: selected by LastModified.
+        w.aws
+            .put(&bucket, &format!("exports/part-{i}.json"), records(i))
+            .await;
+    }
+    w.aws.purge_visible(&w.queue_url).await;
+    let env = w.env();
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+
+    let out = backfill(
+        &env,
+        &["--bucket", &bucket, "--from", &tomorrow, "--dry-run"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        summary(&out)["objects_selected"],
+        0,
+        "LastModified is today: nothing from tomorrow on"
+    );
+
+    let checkpoint = std::env::temp_dir().join(format!("{bucket}.checkpoint"));
+    let out = backfill(
+        &env,
+        &[
+            "--bucket",
+            &bucket,
+            "--prefix",
+            "exports/",
+            "--via-queue",
+            "--checkpoint",
+            &checkpoint.to_string_lossy(),
+        ],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        w.aws
+            .wait_visible(&w.queue_url, 3, Duration::from_secs(30))
+            .await,
+        3
+    );
+    assert_eq!(
+        w.es.count(&w.data()).await,
+        0,
+        "--via-queue indexes nothing itself"
+    );
+
+    common::run_until_idle(&env, Duration::from_secs(60)).await;
+    assert_eq!(w.es.count(&w.data()).await, 3 * RECORDS as u64);
+    assert_eq!(w.aws.depth(&w.queue_url).await, (0, 0));
+}
