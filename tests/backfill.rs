@@ -287,3 +287,83 @@ async fn via_queue_announces_each_object_once_and_the_service_indexes_them() {
     assert_eq!(w.es.count(&w.data()).await, 3 * RECORDS as u64);
     assert_eq!(w.aws.depth(&w.queue_url).await, (0, 0));
 }
+
+/// Every document of `index` by `_id`, its `_source` without `event.ingested` (the one field set
+/// anew at each indexing).
+async fn contents(w: &World) -> std::collections::BTreeMap<String, serde_json::Value> {
+    w.es.all_docs(&w.data())
+        .await
+        .into_iter()
+        .map(|mut d| {
+            if let Some(event) = d["_source"]["event"].as_object_mut() {
+                event.remove("ingested");
+            }
+            let id = d["_id"].as_str().unwrap_or_default().to_string();
+            (id, d["_source"].take())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recovery_drill_a_deleted_cluster_comes_back_the_same_from_s3() {
+    let w = World::new("drill").await;
+    for day in [18u32, 19, 20] {
+        for hour in [9u32, 17] {
+            let key = format!("firehose/2026/11/{day}/{hour:02}/stream-{day}-{hour}.json");
+            let body: String = (0..RECORDS)
+                .map(|i| {
+                    format!(
+                        "{{\"@timestamp\":\"2026-11-{day}T{hour:02}:{:02}:00.000Z\",\"message\":\"day {day} hour {hour} record {i}\",\"n\":{i}}}\n",
+                        i % 60
+                    )
+                })
+                .collect();
+            w.put_and_wait(&key, body.into_bytes()).await;
+        }
+    }
+    let env = w.env();
+    common::run_until_idle(&env, Duration::from_secs(120)).await;
+    let before = contents(&w).await;
+    assert_eq!(before.len(), 6 * RECORDS, "indexed by the service");
+    assert_eq!(
+        w.es.indices(&w.data()).await.len(),
+        3,
+        "three daily indices"
+    );
+
+    w.es.delete_indices(&w.data()).await;
+    assert_eq!(
+        w.es.count(&w.data()).await,
+        0,
+        "the cluster lost everything"
+    );
+
+    let checkpoint = std::env::temp_dir().join(format!("{}.checkpoint", w.bucket));
+    let args = [
+        "--bucket",
+        &w.bucket,
+        "--prefix",
+        "firehose/",
+        "--checkpoint",
+        &checkpoint.to_string_lossy(),
+    ];
+    let out = backfill(&env, &args).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = contents(&w).await;
+    assert!(
+        after == before,
+        "same ids, same count, same content per document"
+    );
+
+    let out = backfill(&env, &args).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        contents(&w).await == before,
+        "a second backfill changes nothing"
+    );
+}
