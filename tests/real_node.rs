@@ -63,7 +63,8 @@ async fn exactly_once(w: &World, es: &SearchServer, total: u64) {
 /// `thread_pool.write.size: 1`, `queue_size: 2`: eight bulk requests in flight overflow the
 /// node's write queue, so it refuses items (and whole requests) with its own 429
 /// `rejected_execution_exception` / `es_rejected_execution_exception`. Every record is still
-/// indexed exactly once; the refused share after the first 10 s is measured and printed.
+/// indexed exactly once, and the adaptive rate settles: after the first 10 s under 5% of the
+/// bulk requests are refused (issue 13; measured 0 of 1,140 with 160,000 records in 30 s).
 #[tokio::test(flavor = "multi_thread")]
 async fn full_write_queue_rejects_and_every_record_lands_once() {
     if !real_engine() {
@@ -76,7 +77,7 @@ async fn full_write_queue_rejects_and_every_record_lands_once() {
     .await;
     let w = World::new("wqueue").await;
     let proxy = Proxy::start(&node.url).await;
-    let (objects, per_object) = (8, 1000);
+    let (objects, per_object) = (8, 20000);
     w.put_backlog(objects, per_object).await;
     let mut env = env_for(&w, &proxy.url);
     env.insert("BULK_CONCURRENCY".into(), "8".into());
@@ -117,6 +118,15 @@ async fn full_write_queue_rejects_and_every_record_lands_once() {
     );
     assert!(rejected > 0, "the node's write pool rejected tasks: {pool}");
     assert!(total_refused > 0, "the worker saw the node's 429s");
+    let (late_refused, late_requests) = (late(&refused), late(&requests));
+    assert!(
+        late_requests > 0,
+        "the run lasts past its first 10 s: {requests:?}"
+    );
+    assert!(
+        late_refused * 20 < late_requests,
+        "under 5% of the requests refused after the first 10 s: {late_refused} of {late_requests}"
+    );
     exactly_once(&w, &node.es, (objects * per_object) as u64).await;
 }
 
