@@ -348,7 +348,9 @@ async fn slow_cluster_timeouts_are_retried_without_duplicates() {
 #[tokio::test(flavor = "multi_thread")]
 async fn connection_resets_mid_response_are_retried_without_duplicates() {
     let (w, p) = world_with_proxy("reset").await;
-    let n = 400;
+    // 25 bulks at a 40% reset chance: fewer than two resets is a one-in-20,000 run (with 400
+    // records, 10 bulks, it was one in 20, and it happened once on Elasticsearch 9).
+    let n = 1000;
     w.put_and_wait("reset.json", ndjson(n, "reset")).await;
     p.state.reset_permille.store(400, Ordering::SeqCst);
     let env = env_via(&w, &p, &[("BULK_MAX_DOCS", "40")]);
