@@ -217,6 +217,37 @@ impl Plan {
             "resumed_after": self.resumed_after,
         })
     }
+
+    /// The end of an indexing or `--via-queue` run: after a complete one the checkpoint goes
+    /// (nothing is left to resume); the summary line names the outcome, the run's parameters and
+    /// `fields`. Returns `complete`.
+    pub(crate) async fn conclude(
+        &self,
+        progress: Progress,
+        complete: bool,
+        stopped: bool,
+        fields: Vec<(&'static str, serde_json::Value)>,
+    ) -> bool {
+        if complete {
+            if let Err(e) = self.checkpoint.remove().await {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "the checkpoint could not be removed"
+                );
+            }
+        }
+        let mut extra = self.describe();
+        for (name, value) in fields {
+            extra[name] = value;
+        }
+        let outcome = match (complete, stopped) {
+            (true, _) => "complete",
+            (false, true) => "interrupted",
+            (false, false) => "incomplete",
+        };
+        progress.finish(outcome, extra).await;
+        complete
+    }
 }
 
 /// `--dry-run`: one line per selected object on stdout, then the summary.

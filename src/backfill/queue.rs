@@ -97,24 +97,17 @@ pub(super) async fn run(
         t.abort();
     }
     let complete = !stopped && listing_error.is_none() && c.failed.load(Relaxed) == 0;
-    if complete {
-        if let Err(e) = plan.checkpoint.remove().await {
-            tracing::warn!(
-                error = format!("{e:#}"),
-                "the checkpoint could not be removed"
-            );
-        }
-    }
-    let mut extra = plan.describe();
-    extra["via_queue"] = url.into();
-    extra["listing_error"] = listing_error.into();
-    let outcome = match (complete, stopped) {
-        (true, _) => "complete",
-        (false, true) => "interrupted",
-        (false, false) => "incomplete",
-    };
-    progress.finish(outcome, extra).await;
-    Ok(complete)
+    Ok(plan
+        .conclude(
+            progress,
+            complete,
+            stopped,
+            vec![
+                ("via_queue", url.into()),
+                ("listing_error", listing_error.into()),
+            ],
+        )
+        .await)
 }
 
 /// The S3 event notification of one object, as S3 would send it to SQS.

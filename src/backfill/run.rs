@@ -163,29 +163,22 @@ pub(crate) async fn run(
     let _ = batcher.await;
     let failed = counters.failed.load(Relaxed);
     let complete = !stopping && listing_error.is_none() && failed == 0;
-    if complete {
-        if let Err(e) = plan.checkpoint.remove().await {
-            tracing::warn!(
-                error = format!("{e:#}"),
-                "the checkpoint could not be removed"
-            );
-        }
-    } else {
+    if !complete {
         save(&plan).await;
     }
-    let mut extra = plan.describe();
-    extra["missing"] = missing.into();
-    extra["last_settled_key"] = (!plan.state.last_key.is_empty())
-        .then(|| plan.state.last_key.clone())
-        .into();
-    extra["listing_error"] = listing_error.into();
-    let outcome = match (complete, stopping) {
-        (true, _) => "complete",
-        (false, true) => "interrupted",
-        (false, false) => "incomplete",
-    };
-    progress.finish(outcome, extra).await;
-    Ok(complete)
+    let last_settled_key = (!plan.state.last_key.is_empty()).then(|| plan.state.last_key.clone());
+    Ok(plan
+        .conclude(
+            progress,
+            complete,
+            stopping,
+            vec![
+                ("missing", missing.into()),
+                ("last_settled_key", last_settled_key.into()),
+                ("listing_error", listing_error.into()),
+            ],
+        )
+        .await)
 }
 
 async fn save(plan: &Plan) {
