@@ -327,8 +327,7 @@ def table_rows(res: dict, row) -> None:
 def merged_stats(node: Node, pattern: str, timeout: float = 300) -> dict:
     """Force-merge to one segment per shard, then the primaries' stats once the old segment files
     are gone (a merge frees them only when a refresh has opened a reader on the merged segment)."""
-    shards = len(node.get(f"/_cat/shards/{pattern}?format=json&h=prirep"))
-    primaries = shards - sum(1 for s in node.get(f"/_cat/shards/{pattern}?format=json&h=prirep") if s["prirep"] == "r")
+    primaries = sum(1 for s in node.get(f"/_cat/shards/{pattern}?format=json&h=prirep") if s["prirep"] == "p")
     node.request("POST", f"/{pattern}/_forcemerge?max_num_segments=1&flush=true")
     deadline = time.time() + timeout
     last = None
