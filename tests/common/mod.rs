@@ -13,7 +13,9 @@
 //! [`SearchServer::all_docs`] refresh the indices they read first.
 #![allow(dead_code)]
 
+pub mod aws_proxy;
 pub mod aws_tools;
+pub mod http;
 pub mod moto;
 pub mod proxy;
 pub mod search;

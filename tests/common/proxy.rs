@@ -9,6 +9,8 @@
 //! mode that answers `_bulk` itself with all-201 items (for rates above what a small node takes),
 //! and a cluster capacity (documents per calendar or sliding second, 429 above it).
 //!
+//! The HTTP/1.1 request reader is `http.rs`'s, shared with the AWS-side proxy (`aws_proxy.rs`).
+//!
 //! It counts connections, `_bulk` attempts, documents per attempt, attempts per document `_id`,
 //! and documents per one-second window (by arrival), so rate tests can assert on windows.
 #![allow(dead_code)]
@@ -20,8 +22,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use super::http::{chance, lock, read_request, response_head, Request};
 
 /// A fault for one document of a `_bulk` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,10 +121,6 @@ pub struct ProxyState {
     bulk_by_second: Mutex<BTreeMap<u64, u64>>,
     /// Authorization headers seen (tests check secrets are sent only where they belong).
     pub auth_headers: Mutex<Vec<String>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl ProxyState {
@@ -473,116 +473,6 @@ async fn accept_loop(
     }
 }
 
-struct Request {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    /// The body came gzip-compressed (and was inflated).
-    gzipped: bool,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Reads one request; `None` when the client closed the connection.
-async fn read_request<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Option<Request> {
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p;
-        }
-        let mut chunk = [0u8; 16 * 1024];
-        let n = s.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    buf.drain(..head_end + 4);
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let (method, target) = (first.next()?.to_string(), first.next()?.to_string());
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let mut req = Request {
-        method,
-        target,
-        headers,
-        body: Vec::new(),
-        gzipped: false,
-    };
-    let chunked = req
-        .header("transfer-encoding")
-        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
-    if chunked {
-        loop {
-            let line_end = loop {
-                if let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
-                    break p;
-                }
-                read_more(s, buf).await?;
-            };
-            let size_text = String::from_utf8_lossy(&buf[..line_end]).into_owned();
-            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-            buf.drain(..line_end + 2);
-            while buf.len() < size + 2 {
-                read_more(s, buf).await?;
-            }
-            req.body.extend_from_slice(&buf[..size]);
-            buf.drain(..size + 2);
-            if size == 0 {
-                break;
-            }
-        }
-    } else {
-        let len: usize = req
-            .header("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        while buf.len() < len {
-            read_more(s, buf).await?;
-        }
-        req.body = buf.drain(..len).collect();
-    }
-    // The worker gzips bulk bodies by default (ES_COMPRESSION): the faults and counts here are
-    // about documents, so the body is inflated and forwarded plain.
-    if req
-        .header("content-encoding")
-        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"))
-    {
-        let mut plain = Vec::new();
-        std::io::Read::read_to_end(
-            &mut flate2::read::MultiGzDecoder::new(&req.body[..]),
-            &mut plain,
-        )
-        .ok()?;
-        req.body = plain;
-        req.headers
-            .retain(|(k, _)| !k.eq_ignore_ascii_case("content-encoding"));
-        req.gzipped = true;
-    }
-    Some(req)
-}
-
-async fn read_more<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Option<()> {
-    let mut chunk = [0u8; 64 * 1024];
-    let n = s.read(&mut chunk).await.ok()?;
-    if n == 0 {
-        return None;
-    }
-    buf.extend_from_slice(&chunk[..n]);
-    Some(())
-}
-
 struct Reply {
     status: u16,
     body: Vec<u8>,
@@ -605,9 +495,14 @@ impl Reply {
 async fn serve_conn<S: Conn>(mut s: S, state: Arc<ProxyState>, http: reqwest::Client) {
     let mut buf = Vec::new();
     loop {
-        let Some(req) = read_request(&mut s, &mut buf).await else {
+        let Some(mut req) = read_request(&mut s, &mut buf).await else {
             return;
         };
+        // The worker gzips bulk bodies by default (ES_COMPRESSION): the faults and counts here
+        // are about documents, so the body is inflated and forwarded plain.
+        if req.inflate_gzip().is_none() {
+            return;
+        }
         state.requests.fetch_add(1, Ordering::SeqCst);
         if req.gzipped {
             state.gzip_requests.fetch_add(1, Ordering::SeqCst);
@@ -623,18 +518,10 @@ async fn serve_conn<S: Conn>(mut s: S, state: Arc<ProxyState>, http: reqwest::Cl
         if !reply.delay.is_zero() {
             tokio::time::sleep(reply.delay).await;
         }
-        let reason = match reply.status {
-            200 => "OK",
-            201 => "Created",
-            401 => "Unauthorized",
-            429 => "Too Many Requests",
-            503 => "Service Unavailable",
-            _ => "Status",
-        };
-        let head = format!(
-            "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        let head = response_head(
             reply.status,
-            reply.body.len()
+            &[("content-type".into(), "application/json".into())],
+            reply.body.len() as u64,
         );
         if reply.reset {
             state.resets.fetch_add(1, Ordering::SeqCst);
@@ -651,10 +538,6 @@ async fn serve_conn<S: Conn>(mut s: S, state: Arc<ProxyState>, http: reqwest::Cl
             return;
         }
     }
-}
-
-fn chance(permille: u32) -> bool {
-    permille > 0 && fastrand::u32(0..1000) < permille
 }
 
 async fn forward(

@@ -1,0 +1,464 @@
+//! Faults on the AWS side (issue 18): the real worker binary against LocalStack through the fault
+//! proxy of `common::aws_proxy` (`AWS_ENDPOINT_URL` → proxy → LocalStack), and the shared search
+//! engine through the cluster-side proxy of `common::proxy`, which only counts (every `_id` each
+//! `_bulk` carried). Each scenario asserts what a user can observe afterwards — the documents in
+//! the index (every record once), the messages left in the queue, the worker's exit code — and
+//! the proxies' counters (calls per operation and their spacing, bytes per object), never log
+//! lines. Each scenario keeps its fault window well under a minute (the issue's "a minute") so
+//! the file runs in a few minutes; the windows are long enough for several backoff rounds.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::aws_proxy::{AwsProxy, Call, Fault, Rule};
+use common::aws_tools::CredentialsEndpoint;
+use common::proxy::Proxy;
+use common::*;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// A world, the AWS-side proxy in front of LocalStack and the counting proxy in front of the
+/// search engine.
+struct Rig {
+    w: World,
+    aws: AwsProxy,
+    es: Proxy,
+}
+
+impl Rig {
+    async fn new(name: &str, max_receive: u32) -> Rig {
+        let w = World::with_max_receive(name, max_receive).await;
+        let aws = AwsProxy::start(&localstack_url()).await;
+        let es = Proxy::start(&w.es.url).await;
+        Rig { w, aws, es }
+    }
+
+    fn env(&self, extra: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut env = self.w.env();
+        env.insert("AWS_ENDPOINT_URL".into(), self.aws.url.clone());
+        env.insert("ES_URL".into(), self.es.url.clone());
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        env
+    }
+
+    /// `bucket/key`, as the AWS proxy names S3 objects.
+    fn s3(&self, key: &str) -> String {
+        format!("{}/{key}", self.w.bucket)
+    }
+
+    /// Puts `n` gzip NDJSON objects of `per` records under `prefix` and waits for their
+    /// notifications.
+    async fn put_objects(&self, prefix: &str, n: usize, per: usize) {
+        let (before, _) = self.w.aws.depth(&self.w.queue_url).await;
+        for k in 0..n {
+            let key = format!("{prefix}/{k:03}.json.gz");
+            self.w
+                .aws
+                .put(&self.w.bucket, &key, gzip(&ndjson(per, &key)))
+                .await;
+        }
+        let want = before + n as u64;
+        let seen = self
+            .w
+            .aws
+            .wait_visible(&self.w.queue_url, want, MINUTE)
+            .await;
+        assert!(seen >= want, "notifications: {seen} of {want}");
+    }
+
+    /// Waits until the index holds `total` documents and the queue is empty (every message
+    /// deleted); the time it took.
+    async fn wait_settled(&self, worker: &Worker, total: u64, timeout: Duration) -> Duration {
+        let t0 = Instant::now();
+        loop {
+            let count = self.w.es.count(&self.w.data()).await;
+            let depth = self.w.aws.depth(&self.w.queue_url).await;
+            if count >= total && depth == (0, 0) {
+                return t0.elapsed();
+            }
+            assert!(
+                t0.elapsed() < timeout,
+                "not settled in {timeout:?}: {count} of {total} documents, queue {depth:?}; log:\n{}",
+                worker.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The index holds exactly `total` documents, the `_bulk` requests carried `total` distinct
+    /// ids, and (when `once`) each of them exactly once. The greatest number of sends of one id.
+    async fn assert_records(&self, total: u64, once: bool) -> u32 {
+        assert_eq!(
+            self.w.es.count(&self.w.data()).await,
+            total,
+            "documents in the index"
+        );
+        assert_eq!(self.w.es.count(&self.w.dead()).await, 0, "dead letters");
+        let by_id = self.es.state.attempts_by_id();
+        assert_eq!(by_id.len() as u64, total, "distinct ids sent");
+        let max = by_id.values().copied().max().unwrap_or(0);
+        if once {
+            assert_eq!(max, 1, "an id was sent more than once");
+        }
+        max
+    }
+
+    /// Nothing left in the queue or its dead-letter queue.
+    async fn assert_queues_empty(&self) {
+        assert_eq!(self.w.aws.depth(&self.w.queue_url).await, (0, 0), "queue");
+        assert_eq!(self.w.aws.depth(&self.w.dlq_url).await, (0, 0), "DLQ");
+    }
+}
+
+/// Still running, then exits 0 on SIGTERM.
+async fn stop_cleanly(mut worker: Worker) {
+    assert!(
+        worker.child.try_wait().unwrap().is_none(),
+        "the worker exited; log:\n{}",
+        worker.log_text()
+    );
+    worker.signal("TERM");
+    let code = worker.wait(Duration::from_secs(30)).await;
+    assert_eq!(code, 0, "exit code on SIGTERM; log:\n{}", worker.log_text());
+}
+
+/// Gaps (ms) between a faulted call and the next call of the same S3 key.
+fn retry_gaps(calls: &[Call]) -> Vec<u64> {
+    let mut by_key: HashMap<&str, Vec<&Call>> = HashMap::new();
+    for c in calls {
+        by_key
+            .entry(c.key.as_deref().unwrap_or(""))
+            .or_default()
+            .push(c);
+    }
+    let mut gaps = Vec::new();
+    for calls in by_key.values() {
+        for pair in calls.windows(2) {
+            if pair[0].fault.is_some() {
+                gaps.push(pair[1].at_ms - pair[0].at_ms);
+            }
+        }
+    }
+    gaps.sort_unstable();
+    gaps
+}
+
+fn calls_between(calls: &[Call], from_ms: u64, to_ms: u64) -> usize {
+    calls
+        .iter()
+        .filter(|c| c.at_ms >= from_ms && c.at_ms < to_ms)
+        .count()
+}
+
+/// S3 answers 503 `SlowDown` to 60 % of GetObject calls for 25 s: every record is indexed once
+/// (no `_id` sent twice), and the retries are spaced out by backoff, not a tight loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_slow_down_on_get_object_backs_off_and_indexes_every_record_once() {
+    let r = Rig::new("aws-slowdown", 10).await;
+    let (objects, per) = (12, 200);
+    r.put_objects("slow", objects, per).await;
+    r.aws.state.set(
+        "GetObject",
+        Rule::fail(600, vec![Fault::slow_down()]).for_(Duration::from_secs(25)),
+    );
+    let worker = Worker::spawn(&r.env(&[("SQS_VISIBILITY_TIMEOUT_SECONDS", "10")]), &[]);
+    let took = r
+        .wait_settled(&worker, (objects * per) as u64, MINUTE)
+        .await;
+    r.assert_records((objects * per) as u64, true).await;
+    r.assert_queues_empty().await;
+
+    let calls = r.aws.state.calls_of("GetObject");
+    let faulted = r.aws.state.faulted("GetObject");
+    let gaps = retry_gaps(&calls);
+    let median = gaps.get(gaps.len() / 2).copied().unwrap_or(0);
+    let per_key_max = {
+        let mut n: HashMap<&str, usize> = HashMap::new();
+        for c in &calls {
+            *n.entry(c.key.as_deref().unwrap_or("")).or_default() += 1;
+        }
+        n.values().copied().max().unwrap_or(0)
+    };
+    eprintln!(
+        "slowdown: {} GetObject calls for {objects} objects, {faulted} answered SlowDown; \
+         retry gaps median {median} ms, min {:?} ms; most calls for one object {per_key_max}; \
+         settled in {took:?}",
+        calls.len(),
+        gaps.first()
+    );
+    assert!(faulted >= objects / 2, "SlowDown was injected ({faulted})");
+    assert!(
+        median >= 100,
+        "retries after SlowDown are backed off (median gap {median} ms)"
+    );
+    assert!(
+        per_key_max <= 30,
+        "no tight loop on one object ({per_key_max} calls)"
+    );
+    stop_cleanly(worker).await;
+}
+
+/// `n` NDJSON records of about `pad` bytes each, of random text (so gzip barely shrinks them).
+fn padded_records(n: usize, pad: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n * (pad + 80));
+    for i in 0..n {
+        let text: String = std::iter::repeat_with(fastrand::alphanumeric)
+            .take(pad)
+            .collect();
+        out.extend_from_slice(
+            format!(
+                "{{\"i\":{i},\"@timestamp\":\"2026-11-24T10:00:00.000Z\",\"pad\":\"{text}\"}}\n"
+            )
+            .as_bytes(),
+        );
+    }
+    out
+}
+
+/// One large object's GetObject body is cut five times mid-stream: every record is indexed once,
+/// and the object's bytes crossed the wire about once (each reopen continued at its offset with
+/// `Range`, none restarted from byte 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_object_cut_mid_stream_resumes_at_the_offset() {
+    let r = Rig::new("aws-cut", 10).await;
+    // ~30 MB of gzip (see the README for why not 100 MB on the 2-core CI box).
+    let (records, pad) = (10_000, 4_000);
+    let body = gzip(&padded_records(records, pad));
+    let size = body.len() as u64;
+    let key = "big/0.json.gz";
+    r.w.put_and_wait(key, body).await;
+    r.aws.state.set(
+        "GetObject",
+        Rule {
+            cut_after: Some(size / 7),
+            cuts: 5,
+            ..Rule::default()
+        }
+        .key(&r.s3(key)),
+    );
+    let worker = Worker::spawn(&r.env(&[("BULK_MAX_DOCS", "500")]), &[]);
+    let took = r.wait_settled(&worker, records as u64, 2 * MINUTE).await;
+    r.assert_records(records as u64, true).await;
+    r.assert_queues_empty().await;
+
+    let calls = r.aws.state.calls_of("GetObject");
+    let sent = r.aws.state.bytes_sent(&r.s3(key));
+    eprintln!(
+        "cut: object {size} bytes, {} bytes sent by the proxy ({:.3}x) over {} GetObject calls, \
+         {} cuts; ranges {:?}; settled in {took:?}",
+        sent,
+        sent as f64 / size as f64,
+        calls.len(),
+        r.aws.state.cuts(),
+        calls.iter().map(|c| c.range.clone()).collect::<Vec<_>>()
+    );
+    assert_eq!(r.aws.state.cuts(), 5, "the body was cut five times");
+    assert_eq!(calls.len(), 6, "one GetObject and one reopen per cut");
+    assert!(
+        calls[1..]
+            .iter()
+            .all(|c| c.range.as_deref().is_some_and(|r| !r.starts_with("bytes=0-"))),
+        "each reopen asks for the rest of the object, not byte 0"
+    );
+    assert!(
+        sent >= size && sent <= size + size / 20,
+        "the object's bytes crossed the wire about once: {sent} for {size}"
+    );
+    stop_cleanly(worker).await;
+}
+
+/// ReceiveMessage answers 500 or throttling to every call for 15 s: the worker backs off (a
+/// bounded number of calls in the window, not a tight loop) and indexes everything after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_receive_errors_and_throttling_back_off_and_recover() {
+    let r = Rig::new("aws-receive", 10).await;
+    let worker = Worker::spawn(&r.env(&[]), &[]);
+    // Idle polling first (one long poll a second), then the fault window.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let window = Duration::from_secs(15);
+    let from = r.aws.state.elapsed_ms();
+    r.aws.state.set(
+        "ReceiveMessage",
+        Rule::fail(1000, vec![Fault::sqs_internal(), Fault::sqs_throttled()]).for_(window),
+    );
+    r.put_objects("recv", 3, 100).await;
+    tokio::time::sleep(window).await;
+    let to = from + window.as_millis() as u64;
+    let took = r.wait_settled(&worker, 300, MINUTE).await;
+    r.assert_records(300, true).await;
+    r.assert_queues_empty().await;
+
+    let calls = r.aws.state.calls_of("ReceiveMessage");
+    let in_window = calls_between(&calls, from, to);
+    let faulted = r.aws.state.faulted("ReceiveMessage");
+    eprintln!(
+        "receive: {in_window} ReceiveMessage calls in the {window:?} fault window ({faulted} \
+         faulted), {} in all; settled {took:?} after the window",
+        calls.len()
+    );
+    assert!(
+        in_window >= 3,
+        "the worker kept trying ({in_window} calls)"
+    );
+    assert!(
+        in_window <= 40,
+        "no tight loop: {in_window} ReceiveMessage calls in {window:?}"
+    );
+    stop_cleanly(worker).await;
+}
+
+/// DeleteMessage fails for 12 s: the messages come back after their visibility timeout and are
+/// processed again, their documents overwrite (no duplicates), nothing crashes, and once deletes
+/// work the queue empties.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_message_failing_redelivers_without_duplicates() {
+    let r = Rig::new("aws-delete", 10).await;
+    let (objects, per) = (3, 100);
+    r.put_objects("del", objects, per).await;
+    for op in ["DeleteMessage", "DeleteMessageBatch"] {
+        r.aws.state.set(
+            op,
+            Rule::fail(1000, vec![Fault::sqs_internal()]).for_(Duration::from_secs(12)),
+        );
+    }
+    let worker = Worker::spawn(&r.env(&[("SQS_VISIBILITY_TIMEOUT_SECONDS", "4")]), &[]);
+    let took = r
+        .wait_settled(&worker, (objects * per) as u64, MINUTE)
+        .await;
+    let max_sends = r.assert_records((objects * per) as u64, false).await;
+    r.assert_queues_empty().await;
+
+    let gets = r.aws.state.calls_of("GetObject");
+    let deletes = r.aws.state.count("DeleteMessage") + r.aws.state.count("DeleteMessageBatch");
+    let failed = r.aws.state.faulted("DeleteMessage") + r.aws.state.faulted("DeleteMessageBatch");
+    eprintln!(
+        "delete: {} GetObject calls for {objects} objects, {deletes} delete calls ({failed} \
+         failed), an id sent up to {max_sends} times; settled in {took:?}",
+        gets.len()
+    );
+    assert!(failed > 0, "deletes failed");
+    assert!(
+        gets.len() > objects,
+        "the undeleted messages came back and were read again ({} GetObject calls)",
+        gets.len()
+    );
+    assert!(max_sends >= 2, "documents were sent again (and overwritten)");
+    stop_cleanly(worker).await;
+}
+
+/// ChangeMessageVisibility(Batch) fails for a share of the calls while a slow object (its body
+/// throttled to 100 KB/s) is read under a 6 s visibility timeout: the heartbeat retries, the
+/// message is never handed out twice, and every record lands once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_visibility_failing_during_a_long_object_is_retried() {
+    let r = Rig::new("aws-visibility", 10).await;
+    let records = 1_000;
+    let body = gzip(&padded_records(records, 1_500));
+    let size = body.len() as u64;
+    let key = "slow/0.json.gz";
+    r.w.put_and_wait(key, body).await;
+    r.aws.state.set(
+        "GetObject",
+        Rule {
+            throttle_bytes_per_sec: 100_000,
+            ..Rule::default()
+        },
+    );
+    for op in ["ChangeMessageVisibility", "ChangeMessageVisibilityBatch"] {
+        r.aws.state.set(
+            op,
+            Rule::fail(300, vec![Fault::sqs_internal(), Fault::sqs_throttled()]),
+        );
+    }
+    let worker = Worker::spawn(
+        &r.env(&[("SQS_VISIBILITY_TIMEOUT_SECONDS", "6")]),
+        &[],
+    );
+    let took = r.wait_settled(&worker, records as u64, MINUTE).await;
+    r.assert_records(records as u64, true).await;
+    r.assert_queues_empty().await;
+
+    let cmv = r.aws.state.calls_of("ChangeMessageVisibilityBatch");
+    let failed = cmv.iter().filter(|c| c.fault.is_some()).count();
+    let gets = r.aws.state.count("GetObject");
+    eprintln!(
+        "visibility: object {size} bytes read in {took:?}; {} ChangeMessageVisibilityBatch \
+         calls, {failed} failed; {gets} GetObject calls",
+        cmv.len()
+    );
+    assert!(
+        took >= Duration::from_secs(8),
+        "the object took longer than the visibility timeout"
+    );
+    assert!(failed > 0, "visibility changes failed");
+    assert!(cmv.len() > failed, "and were retried");
+    assert_eq!(gets, 1, "the message was never handed out again");
+    stop_cleanly(worker).await;
+}
+
+/// The worker takes its credentials from an ECS-style endpoint (sets valid 20 s); the endpoint
+/// is down for 30 s, so every set the worker holds expires, and the proxy refuses requests
+/// signed with an expired key as AWS does. Once the endpoint is back, the worker fetches a new
+/// set and indexes what arrived meanwhile, every record once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_endpoint_down_while_credentials_expire_recovers() {
+    let r = Rig::new("aws-creds", 10).await;
+    let creds = CredentialsEndpoint::start(10, 10);
+    r.aws.state.check_expiry(&creds.keys_file);
+    let mut env = r.env(&[]);
+    creds.worker_env(&mut env);
+    let worker = Worker::spawn(&env, &[]);
+    r.put_objects("before", 2, 100).await;
+    r.wait_settled(&worker, 200, MINUTE).await;
+
+    let outage = Duration::from_secs(30);
+    set_mode(&creds, "down").await;
+    let from = r.aws.state.elapsed_ms();
+    r.put_objects("during", 3, 100).await;
+    tokio::time::sleep(outage).await;
+    let to = r.aws.state.elapsed_ms();
+    set_mode(&creds, "up").await;
+    let took = r.wait_settled(&worker, 500, MINUTE).await;
+    r.assert_records(500, false).await;
+    r.assert_queues_empty().await;
+
+    let calls = r.aws.state.calls();
+    let expired = calls
+        .iter()
+        .filter(|c| c.fault == Some("expired"))
+        .count();
+    let in_outage = calls_between(&calls, from, to);
+    let stats = creds.stats().await;
+    eprintln!(
+        "credentials: {in_outage} AWS calls during the {outage:?} outage, {expired} refused as \
+         expired in all; endpoint served {} sets ({} rotations); settled {took:?} after it came back",
+        stats["served"], stats["rotations"]
+    );
+    assert!(
+        in_outage <= 200,
+        "no tight loop while credentials are unavailable ({in_outage} calls)"
+    );
+    // The calls after the outage were signed with a set issued after it.
+    let last = calls.last().expect("calls");
+    assert!(last.fault.is_none(), "the last call went through");
+    stop_cleanly(worker).await;
+}
+
+async fn set_mode(creds: &CredentialsEndpoint, mode: &str) {
+    let ok = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(format!("{}/__control/mode", creds.control))
+        .json(&serde_json::json!({ "mode": mode }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success();
+    assert!(ok, "credentials endpoint mode {mode}");
+}
