@@ -285,8 +285,12 @@ async fn sqs_receive_errors_and_throttling_back_off_and_recover() {
         "ReceiveMessage",
         Rule::fail(1000, vec![Fault::sqs_internal(), Fault::sqs_throttled()]).for_(window),
     );
+    // The long poll forwarded before the rule ends within SQS_WAIT_TIME_SECONDS (1 s); objects
+    // put after that can only be received once the window is over.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     r.put_objects("recv", 3, 100).await;
-    tokio::time::sleep(window).await;
+    let left = window.saturating_sub(Duration::from_millis(r.aws.state.elapsed_ms() - from));
+    tokio::time::sleep(left).await;
     let to = from + window.as_millis() as u64;
     let took = r.wait_settled(&worker, 300, MINUTE).await;
     r.assert_records(300, true).await;
@@ -400,10 +404,11 @@ async fn change_visibility_failing_during_a_long_object_is_retried() {
     stop_cleanly(worker).await;
 }
 
-/// The worker takes its credentials from an ECS-style endpoint (sets valid 20 s); the endpoint
-/// is down for 30 s, so every set the worker holds expires, and the proxy refuses requests
-/// signed with an expired key as AWS does. Once the endpoint is back, the worker fetches a new
-/// set and indexes what arrived meanwhile, every record once.
+/// The worker takes its credentials from an ECS-style endpoint (sets valid 20 s, a new one every
+/// 10 s); the endpoint goes down (connections refused) until the worker's set has run out and 10 s
+/// more, with objects arriving meanwhile. The proxy would refuse a request signed with an
+/// expired set, as AWS does. Once the endpoint is back, the worker fetches a new set and
+/// indexes what arrived meanwhile: every record once, the queue empty.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_endpoint_down_while_credentials_expire_recovers() {
     let r = Rig::new("aws-creds", 10).await;
@@ -411,16 +416,30 @@ async fn credentials_endpoint_down_while_credentials_expire_recovers() {
     r.aws.state.check_expiry(&creds.keys_file);
     let mut env = r.env(&[]);
     creds.worker_env(&mut env);
-    let worker = Worker::spawn(&env, &[]);
     r.put_objects("before", 2, 100).await;
+    let worker = Worker::spawn(&env, &[]);
     r.wait_settled(&worker, 200, MINUTE).await;
 
-    let outage = Duration::from_secs(30);
+    let down_at = Instant::now();
     set_mode(&creds, "down").await;
+    // The SDK uses its cached set until shortly before it expires (at most 20 s), then can sign
+    // nothing: no call reaches AWS. Objects put from then on wait for the endpoint.
+    let last_call = || r.aws.state.calls().last().map_or(0, |c| c.at_ms);
+    while r.aws.state.elapsed_ms() - last_call() < 3_000 {
+        assert!(
+            down_at.elapsed() < Duration::from_secs(30),
+            "the worker went on calling AWS with the endpoint down: {:#?}\nlog:\n{}",
+            &r.aws.state.calls()[r.aws.state.calls().len().saturating_sub(8)..],
+            worker.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let starved_at = down_at.elapsed();
     let from = r.aws.state.elapsed_ms();
     r.put_objects("during", 3, 100).await;
-    tokio::time::sleep(outage).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
     let to = r.aws.state.elapsed_ms();
+    let outage = down_at.elapsed();
     set_mode(&creds, "up").await;
     let took = r.wait_settled(&worker, 500, MINUTE).await;
     r.assert_records(500, false).await;
@@ -431,20 +450,23 @@ async fn credentials_endpoint_down_while_credentials_expire_recovers() {
         .iter()
         .filter(|c| c.fault == Some("expired"))
         .count();
-    let in_outage = calls_between(&calls, from, to);
+    let starved = calls_between(&calls, from, to);
     let stats = creds.stats().await;
     eprintln!(
-        "credentials: {in_outage} AWS calls during the {outage:?} outage, {expired} refused as \
-         expired in all; endpoint served {} sets ({} rotations); settled {took:?} after it came back",
+        "credentials: the worker's set ran out {starved_at:?} into a {outage:?} outage; {starved} \
+         AWS calls from then until the endpoint was back, {expired} refused as expired in all; \
+         the endpoint served {} sets ({} rotations); settled {took:?} after it came back",
         stats["served"], stats["rotations"]
     );
+    assert_eq!(starved, 0, "nothing reached AWS without credentials");
+    assert_eq!(expired, 0, "no request was signed with an expired set");
+    // Credentials after the outage come from a fetch made after it.
+    let after: Vec<&Call> = calls.iter().filter(|c| c.at_ms >= to).collect();
+    assert!(!after.is_empty(), "AWS calls after the outage");
     assert!(
-        in_outage <= 200,
-        "no tight loop while credentials are unavailable ({in_outage} calls)"
+        after.iter().all(|c| c.fault.is_none()),
+        "every call after the outage went through"
     );
-    // The calls after the outage were signed with a set issued after it.
-    let last = calls.last().expect("calls");
-    assert!(last.fault.is_none(), "the last call went through");
     stop_cleanly(worker).await;
 }
 

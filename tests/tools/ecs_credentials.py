@@ -24,7 +24,8 @@ server (its own port, so "down" can really refuse connections on the credentials
     GET  /__control/stats     {"fetches", "served", "auth_failures", "errors_served", "not_found", "rotations",
                                "mode", "current": {AccessKeyId, Expiration}, "fetches_by_key"}
                               (fetches counts every request that reached the port, whatever the answer)
-    POST /__control/mode      {"mode": "up" | "down" (connection refused) | "error" (500) | "hang" (no answer)}
+    POST /__control/mode      {"mode": "up" | "down" (connection refused; a connection kept alive from
+                              before is closed unanswered, counted in "cut_while_down") | "error" (500) | "hang" (no answer)}
     POST /__control/rotate    issue a new set now
 """
 
@@ -35,6 +36,7 @@ import collections
 import json
 import math
 import secrets
+import socket
 import string
 import sys
 import threading
@@ -126,7 +128,7 @@ class Endpoint:
         cur = self.current()
         with self.lock:
             return {**{k: self.c[k] for k in ("fetches", "served", "auth_failures", "errors_served", "not_found",
-                                                "rotations")},
+                                                "rotations", "cut_while_down")},
                     "mode": self.mode, "fetches_by_key": dict(self.by_key),
                     "current": {"AccessKeyId": cur.access_key_id, "Expiration": format_time(cur.expiration)}}
 
@@ -170,6 +172,13 @@ class _CredsHandler(_Base):
         with ep.lock:
             ep.c["fetches"] += 1
             mode = ep.mode
+        if mode == "down":
+            # A connection kept alive from before the port closed: a real outage cuts it too.
+            with ep.lock:
+                ep.c["cut_while_down"] += 1
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if mode == "hang":
             with ep.lock:  # answer nothing until the mode changes (or 60 s pass)
                 ep.mode_changed.wait_for(lambda: ep.mode != "hang", timeout=60)

@@ -119,6 +119,22 @@ def test_fault_modes(endpoint):
     assert "error" in control(ep, "/__control/mode", {"mode": "sideways"})
 
 
+def test_down_cuts_a_connection_kept_alive_from_before(endpoint):
+    """A client (the AWS SDK) keeping its connection alive must not be served while down."""
+    import http.client
+    ep = endpoint()
+    conn = http.client.HTTPConnection("127.0.0.1", ep.port, timeout=2)
+    conn.request("GET", ep.path)
+    first = conn.getresponse()
+    first.read()
+    assert first.status == 200
+    control(ep, "/__control/mode", {"mode": "down"})
+    conn.request("GET", ep.path)
+    with pytest.raises((http.client.HTTPException, ConnectionError)):
+        conn.getresponse()
+    assert control(ep, "/__control/stats")["cut_while_down"] == 1
+
+
 def test_command_lines_work_together(tmp_path, upstream):
     """The two tools as the Rust tests run them: processes that print where they listen."""
     import os
