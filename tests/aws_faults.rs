@@ -154,18 +154,29 @@ fn calls_between(calls: &[Call], from_ms: u64, to_ms: u64) -> usize {
         .count()
 }
 
-/// S3 answers 503 `SlowDown` to 60 % of GetObject calls for 25 s: every record is indexed once
-/// (no `_id` sent twice), and the retries are spaced out by backoff, not a tight loop.
+/// S3 answers 503 `SlowDown` to 70 % of GetObject calls for 30 s while objects keep arriving:
+/// every record is indexed once (no `_id` sent twice), and the retries are spaced out by
+/// backoff, not a tight loop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_slow_down_on_get_object_backs_off_and_indexes_every_record_once() {
     let r = Rig::new("aws-slowdown", 10).await;
-    let (objects, per) = (12, 200);
-    r.put_objects("slow", objects, per).await;
+    let (batches, per_batch, per) = (5, 4, 200);
+    let objects = batches * per_batch;
+    let window = Duration::from_secs(30);
     r.aws.state.set(
         "GetObject",
-        Rule::fail(600, vec![Fault::slow_down()]).for_(Duration::from_secs(25)),
+        Rule::fail(700, vec![Fault::slow_down()]).for_(window),
     );
     let worker = Worker::spawn(&r.env(&[("SQS_VISIBILITY_TIMEOUT_SECONDS", "10")]), &[]);
+    for b in 0..batches {
+        for k in 0..per_batch {
+            let key = format!("slow/{b}-{k}.json.gz");
+            r.w.aws
+                .put(&r.w.bucket, &key, gzip(&ndjson(per, &key)))
+                .await;
+        }
+        tokio::time::sleep(window / batches as u32).await;
+    }
     let took = r
         .wait_settled(&worker, (objects * per) as u64, MINUTE)
         .await;
@@ -186,7 +197,7 @@ async fn s3_slow_down_on_get_object_backs_off_and_indexes_every_record_once() {
     eprintln!(
         "slowdown: {} GetObject calls for {objects} objects, {faulted} answered SlowDown; \
          retry gaps median {median} ms, min {:?} ms; most calls for one object {per_key_max}; \
-         settled in {took:?}",
+         settled {took:?} after the last batch",
         calls.len(),
         gaps.first()
     );
@@ -202,19 +213,22 @@ async fn s3_slow_down_on_get_object_backs_off_and_indexes_every_record_once() {
     stop_cleanly(worker).await;
 }
 
-/// `n` NDJSON records of about `pad` bytes each, of random text (so gzip barely shrinks them).
+/// `n` NDJSON records of about `pad` bytes each, of random text (so gzip barely shrinks them):
+/// slices at random offsets of a 1 MiB random pool, far apart enough that gzip's 32 KiB window
+/// finds no repeats, and quick to make in a debug build.
 fn padded_records(n: usize, pad: usize) -> Vec<u8> {
+    let pool: Vec<u8> = std::iter::repeat_with(|| fastrand::alphanumeric() as u8)
+        .take(1 << 20)
+        .collect();
     let mut out = Vec::with_capacity(n * (pad + 80));
     for i in 0..n {
-        let text: String = std::iter::repeat_with(fastrand::alphanumeric)
-            .take(pad)
-            .collect();
+        let at = fastrand::usize(..pool.len() - pad);
         out.extend_from_slice(
-            format!(
-                "{{\"i\":{i},\"@timestamp\":\"2026-11-24T10:00:00.000Z\",\"pad\":\"{text}\"}}\n"
-            )
-            .as_bytes(),
+            format!("{{\"i\":{i},\"@timestamp\":\"2026-11-24T10:00:00.000Z\",\"pad\":\"")
+                .as_bytes(),
         );
+        out.extend_from_slice(&pool[at..at + pad]);
+        out.extend_from_slice(b"\"}\n");
     }
     out
 }
@@ -225,10 +239,12 @@ fn padded_records(n: usize, pad: usize) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_object_cut_mid_stream_resumes_at_the_offset() {
     let r = Rig::new("aws-cut", 10).await;
-    // ~30 MB of gzip (see the README for why not 100 MB on the 2-core CI box).
-    let (records, pad) = (10_000, 4_000);
+    // About 100 MB of gzip.
+    let (records, pad) = (26_000, 4_000);
+    let t0 = Instant::now();
     let body = gzip(&padded_records(records, pad));
     let size = body.len() as u64;
+    eprintln!("cut: {size} bytes generated in {:?}", t0.elapsed());
     let key = "big/0.json.gz";
     r.w.put_and_wait(key, body).await;
     r.aws.state.set(
@@ -259,9 +275,10 @@ async fn get_object_cut_mid_stream_resumes_at_the_offset() {
     assert_eq!(r.aws.state.cuts(), 5, "the body was cut five times");
     assert_eq!(calls.len(), 6, "one GetObject and one reopen per cut");
     assert!(
-        calls[1..]
-            .iter()
-            .all(|c| c.range.as_deref().is_some_and(|r| !r.starts_with("bytes=0-"))),
+        calls[1..].iter().all(|c| c
+            .range
+            .as_deref()
+            .is_some_and(|r| !r.starts_with("bytes=0-"))),
         "each reopen asks for the rest of the object, not byte 0"
     );
     assert!(
@@ -304,10 +321,7 @@ async fn sqs_receive_errors_and_throttling_back_off_and_recover() {
          faulted), {} in all; settled {took:?} after the window",
         calls.len()
     );
-    assert!(
-        in_window >= 3,
-        "the worker kept trying ({in_window} calls)"
-    );
+    assert!(in_window >= 3, "the worker kept trying ({in_window} calls)");
     assert!(
         in_window <= 40,
         "no tight loop: {in_window} ReceiveMessage calls in {window:?}"
@@ -350,12 +364,15 @@ async fn delete_message_failing_redelivers_without_duplicates() {
         "the undeleted messages came back and were read again ({} GetObject calls)",
         gets.len()
     );
-    assert!(max_sends >= 2, "documents were sent again (and overwritten)");
+    assert!(
+        max_sends >= 2,
+        "documents were sent again (and overwritten)"
+    );
     stop_cleanly(worker).await;
 }
 
 /// ChangeMessageVisibility(Batch) fails for a share of the calls while a slow object (its body
-/// throttled to 100 KB/s) is read under a 6 s visibility timeout: the heartbeat retries, the
+/// throttled to 100 KB/s, 15 s) is read under a 9 s visibility timeout: the heartbeat retries, the
 /// message is never handed out twice, and every record lands once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn change_visibility_failing_during_a_long_object_is_retried() {
@@ -372,16 +389,17 @@ async fn change_visibility_failing_during_a_long_object_is_retried() {
             ..Rule::default()
         },
     );
+    // The first heartbeat's first four calls fail for sure, then 30 % of them.
     for op in ["ChangeMessageVisibility", "ChangeMessageVisibilityBatch"] {
         r.aws.state.set(
             op,
-            Rule::fail(300, vec![Fault::sqs_internal(), Fault::sqs_throttled()]),
+            Rule {
+                fail_next: 4,
+                ..Rule::fail(300, vec![Fault::sqs_internal(), Fault::sqs_throttled()])
+            },
         );
     }
-    let worker = Worker::spawn(
-        &r.env(&[("SQS_VISIBILITY_TIMEOUT_SECONDS", "6")]),
-        &[],
-    );
+    let worker = Worker::spawn(&r.env(&[("SQS_VISIBILITY_TIMEOUT_SECONDS", "9")]), &[]);
     let took = r.wait_settled(&worker, records as u64, MINUTE).await;
     r.assert_records(records as u64, true).await;
     r.assert_queues_empty().await;
@@ -395,10 +413,10 @@ async fn change_visibility_failing_during_a_long_object_is_retried() {
         cmv.len()
     );
     assert!(
-        took >= Duration::from_secs(8),
+        took >= Duration::from_secs(10),
         "the object took longer than the visibility timeout"
     );
-    assert!(failed > 0, "visibility changes failed");
+    assert!(failed >= 4, "visibility changes failed");
     assert!(cmv.len() > failed, "and were retried");
     assert_eq!(gets, 1, "the message was never handed out again");
     stop_cleanly(worker).await;
@@ -446,10 +464,7 @@ async fn credentials_endpoint_down_while_credentials_expire_recovers() {
     r.assert_queues_empty().await;
 
     let calls = r.aws.state.calls();
-    let expired = calls
-        .iter()
-        .filter(|c| c.fault == Some("expired"))
-        .count();
+    let expired = calls.iter().filter(|c| c.fault == Some("expired")).count();
     let starved = calls_between(&calls, from, to);
     let stats = creds.stats().await;
     eprintln!(

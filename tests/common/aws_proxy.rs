@@ -98,6 +98,8 @@ pub struct Rule {
     /// Share (‰) of the calls answered with one of `faults` (picked at random) instead.
     pub fail_permille: u32,
     pub faults: Vec<Fault>,
+    /// The next this many calls fail with one of `faults` whatever the share.
+    pub fail_next: u32,
     /// Cut a response body after this many bytes (the connection closes short of its
     /// `content-length`), for the next `cuts` responses.
     pub cut_after: Option<u64>,
@@ -224,7 +226,9 @@ impl AwsProxyState {
         if rule.key.as_deref().is_some_and(|k| Some(k) != key) {
             return Ok((None, 0));
         }
-        if !rule.faults.is_empty() && chance(rule.fail_permille) {
+        let forced = rule.fail_next > 0;
+        rule.fail_next = rule.fail_next.saturating_sub(1);
+        if !rule.faults.is_empty() && (forced || chance(rule.fail_permille)) {
             return Err(rule.faults[fastrand::usize(..rule.faults.len())].clone());
         }
         let cut = match rule.cut_after {
@@ -349,7 +353,11 @@ fn access_key(req: &Request) -> Option<String> {
 
 fn expired_fault(op: &str, why: &str) -> Fault {
     if op == "GetObject" || op == "HeadObject" || op == "S3" {
-        Fault::s3(400, "ExpiredToken", &format!("The provided token has expired ({why})."))
+        Fault::s3(
+            400,
+            "ExpiredToken",
+            &format!("The provided token has expired ({why})."),
+        )
     } else {
         Fault::sqs(
             403,
@@ -478,8 +486,7 @@ async fn forward<W: AsyncWrite + Unpin>(
         out.extend_from_slice(&body);
         return s.write_all(&out).await.is_ok();
     };
-    if s
-        .write_all(response_head(status, &headers, len).as_bytes())
+    if s.write_all(response_head(status, &headers, len).as_bytes())
         .await
         .is_err()
     {
