@@ -9,7 +9,8 @@
 //! mode that answers `_bulk` itself with all-201 items (for rates above what a small node takes),
 //! and a cluster capacity (documents per calendar or sliding second, 429 above it).
 //!
-//! The HTTP/1.1 request reader is `http.rs`'s, shared with the AWS-side proxy (`aws_proxy.rs`).
+//! The HTTP/1.1 request reader is `http.rs`'s, shared with the AWS-side proxy (`aws_proxy.rs`);
+//! the `_bulk` handling is `proxy/bulk.rs`, the TLS front `proxy/tls.rs`.
 //!
 //! It counts connections, `_bulk` attempts, documents per attempt, attempts per document `_id`,
 //! and documents per one-second window (by arrival), so rate tests can assert on windows.
@@ -22,10 +23,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
 
-use super::http::{chance, lock, read_request, response_head, Request};
+use super::http::{lock, read_request, response_head, Request};
+
+mod bulk;
+mod tls;
+
+use bulk::handle_bulk;
+use tls::Conn;
+pub use tls::TlsIdentity;
 
 /// A fault for one document of a `_bulk` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -261,86 +269,6 @@ pub struct Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-/// A TLS identity for [`Proxy::start_tls`]: the server certificate and key, both PEM.
-pub struct TlsIdentity {
-    pub cert_pem: String,
-    pub key_pem: String,
-}
-
-impl TlsIdentity {
-    /// A self-signed certificate for `localhost` and 127.0.0.1.
-    pub fn self_signed() -> TlsIdentity {
-        let ck = rcgen::generate_simple_self_signed(vec![
-            "localhost".to_string(),
-            "127.0.0.1".to_string(),
-        ])
-        .expect("self-signed certificate");
-        TlsIdentity {
-            cert_pem: ck.cert.pem(),
-            key_pem: ck.key_pair.serialize_pem(),
-        }
-    }
-
-    /// A private CA (its certificate PEM, for `ES_CA_CERT`) and a server identity it signed for
-    /// `localhost` and 127.0.0.1.
-    pub fn private_ca_and_server() -> (String, TlsIdentity) {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "f4a-indexer test CA");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
-        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-        (
-            ca.pem(),
-            TlsIdentity {
-                cert_pem: cert.pem(),
-                key_pem: key.serialize_pem(),
-            },
-        )
-    }
-
-    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        use tokio_rustls::rustls;
-        use tokio_rustls::rustls::pki_types::pem::PemObject;
-        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let certs = vec![CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).unwrap()];
-        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
-        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-        tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
-    }
-}
-
-trait Conn: AsyncRead + AsyncWrite + Unpin + Send {
-    fn tcp(&self) -> &TcpStream;
-}
-impl Conn for TcpStream {
-    fn tcp(&self) -> &TcpStream {
-        self
-    }
-}
-impl Conn for tokio_rustls::server::TlsStream<TcpStream> {
-    fn tcp(&self) -> &TcpStream {
-        self.get_ref().0
     }
 }
 
@@ -593,223 +521,4 @@ async fn handle(req: &Request, state: &ProxyState, http: &reqwest::Client) -> Re
         };
     }
     handle_bulk(req, state, http).await
-}
-
-/// One `index` operation of a bulk body.
-struct Op<'a> {
-    action: &'a [u8],
-    source: &'a [u8],
-    id: String,
-    index: String,
-}
-
-fn parse_ops(body: &[u8]) -> Vec<Op<'_>> {
-    let lines: Vec<&[u8]> = body
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .collect();
-    lines
-        .chunks(2)
-        .map(|pair| {
-            let action: Value = serde_json::from_slice(pair[0]).unwrap_or(Value::Null);
-            let meta = action
-                .as_object()
-                .and_then(|o| o.values().next())
-                .cloned()
-                .unwrap_or(Value::Null);
-            Op {
-                action: pair[0],
-                source: pair.get(1).copied().unwrap_or(b"{}"),
-                id: meta["_id"].as_str().unwrap_or("").to_string(),
-                index: meta["_index"].as_str().unwrap_or("").to_string(),
-            }
-        })
-        .collect()
-}
-
-fn fault_item(f: &ItemFault) -> Value {
-    match f {
-        ItemFault::Rejected => json!({"index": {"status": 429, "error": {
-            "type": "es_rejected_execution_exception",
-            "reason": "rejected execution of coordinating operation [injected by the test proxy]"}}}),
-        ItemFault::MapperParsing(reason) => json!({"index": {"status": 400, "error": {
-            "type": "mapper_parsing_exception", "reason": reason}}}),
-        ItemFault::Conflict => json!({"index": {"status": 409, "error": {
-            "type": "version_conflict_engine_exception",
-            "reason": "document already exists [injected by the test proxy]"}}}),
-    }
-}
-
-async fn handle_bulk(req: &Request, state: &ProxyState, http: &reqwest::Client) -> Reply {
-    let ops = parse_ops(&req.body);
-    let now_s = state.started.elapsed().as_secs();
-    let now_ms = state.started.elapsed().as_millis() as u64;
-    state.bulk_requests.fetch_add(1, Ordering::SeqCst);
-    state
-        .bulk_docs
-        .fetch_add(ops.len() as u64, Ordering::SeqCst);
-    *lock(&state.docs_by_second).entry(now_s).or_default() += ops.len() as u64;
-    *lock(&state.bulk_by_second).entry(now_s).or_default() += 1;
-    *lock(&state.bytes_by_second).entry(now_s).or_default() += req.body.len() as u64;
-    let previous: Vec<u32> = {
-        let mut by_id = lock(&state.attempts_by_id);
-        let mut times = lock(&state.attempt_times);
-        ops.iter()
-            .map(|op| {
-                times.entry(op.id.clone()).or_default().push(now_ms);
-                let c = by_id.entry(op.id.clone()).or_default();
-                *c += 1;
-                *c - 1
-            })
-            .collect()
-    };
-    let delay = Duration::from_millis(state.bulk_delay_ms.load(Ordering::SeqCst));
-    let capacity = state.capacity_per_sec.load(Ordering::SeqCst);
-    if capacity > 0 {
-        let n = ops.len() as u64;
-        let mut accepted = lock(&state.accepted_by_second);
-        let mut window = lock(&state.sliding_window);
-        let in_window = if state.capacity_sliding.load(Ordering::SeqCst) {
-            while window.front().is_some_and(|(t, _)| *t + 1000 <= now_ms) {
-                window.pop_front();
-            }
-            window.iter().map(|(_, n)| n).sum::<u64>()
-        } else {
-            accepted.get(&now_s).copied().unwrap_or(0)
-        };
-        if in_window + n > capacity {
-            drop(window);
-            drop(accepted);
-            state.capacity_rejections.fetch_add(1, Ordering::SeqCst);
-            *lock(&state.rejected_by_second).entry(now_s).or_default() += 1;
-            return Reply::json(
-                429,
-                json!({"error": {"type": "es_rejected_execution_exception",
-                    "reason": "capacity of the test cluster exceeded"}, "status": 429}),
-            );
-        }
-        window.push_back((now_ms, n));
-        *accepted.entry(now_s).or_default() += n;
-    }
-    if chance(state.bulk_fail_permille.load(Ordering::SeqCst)) {
-        state.bulk_failed_injected.fetch_add(1, Ordering::SeqCst);
-        let status = match state.bulk_fail_status.load(Ordering::SeqCst) {
-            0 => {
-                if fastrand::bool() {
-                    429
-                } else {
-                    503
-                }
-            }
-            s => s as u16,
-        };
-        let mut r = Reply::json(
-            status,
-            json!({"error": {"type": if status == 429 {"es_rejected_execution_exception"} else {"unavailable_shards_exception"},
-                "reason": "injected by the test proxy"}, "status": status}),
-        );
-        r.delay = delay;
-        return r;
-    }
-    if state.sink.load(Ordering::SeqCst) {
-        let items: Vec<Value> = ops
-            .iter()
-            .map(|_| json!({"index": {"status": 201}}))
-            .collect();
-        let mut r = Reply::json(200, json!({"errors": false, "items": items}));
-        r.delay = delay;
-        return r;
-    }
-    let rule = lock(&state.item_rule).clone();
-    let faults: Vec<Option<ItemFault>> = ops
-        .iter()
-        .zip(&previous)
-        .map(|(op, prev)| {
-            let rule = rule.as_ref()?;
-            let source: Value = serde_json::from_slice(op.source).unwrap_or(Value::Null);
-            rule(&ItemCtx {
-                id: &op.id,
-                index: &op.index,
-                source: &source,
-                previous_attempts: *prev,
-            })
-        })
-        .collect();
-    // Forward every document except those the fault keeps from the cluster.
-    let mut fwd = Vec::with_capacity(req.body.len());
-    for (op, f) in ops.iter().zip(&faults) {
-        if matches!(f, None | Some(ItemFault::Conflict)) {
-            fwd.extend_from_slice(op.action);
-            fwd.push(b'\n');
-            fwd.extend_from_slice(op.source);
-            fwd.push(b'\n');
-        }
-    }
-    let any_faults = faults.iter().any(Option::is_some);
-    let (status, body) = if fwd.is_empty() && !ops.is_empty() {
-        (200, br#"{"errors":false,"items":[]}"#.to_vec())
-    } else {
-        match forward(http, state, req, fwd).await {
-            Ok(x) => x,
-            Err(e) => (502, json!({"error": e}).to_string().into_bytes()),
-        }
-    };
-    if status == 429 || (status == 200 && body.windows(12).any(|w| w == b"\"status\":429")) {
-        *lock(&state.cluster_refused_by_second)
-            .entry(now_s)
-            .or_default() += 1;
-    }
-    let mut reply = if !any_faults || !(200..300).contains(&status) {
-        Reply {
-            status,
-            body,
-            reset: false,
-            delay,
-        }
-    } else {
-        // Merge: faulted items from here, the others from the cluster's answer in order.
-        let upstream: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let mut up_items = upstream["items"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter();
-        let mut errors = false;
-        let items: Vec<Value> = faults
-            .iter()
-            .map(|f| {
-                let cluster_item = match f {
-                    Some(ItemFault::Conflict) | None => up_items.next(),
-                    _ => None,
-                };
-                match f {
-                    Some(f) => {
-                        state.items_faulted.fetch_add(1, Ordering::SeqCst);
-                        errors = true;
-                        fault_item(f)
-                    }
-                    None => {
-                        let item =
-                            cluster_item.unwrap_or_else(|| json!({"index": {"status": 201}}));
-                        if item["index"]["status"].as_u64().unwrap_or(0) >= 300 {
-                            errors = true;
-                        }
-                        item
-                    }
-                }
-            })
-            .collect();
-        Reply {
-            status: 200,
-            body: json!({"errors": errors, "items": items})
-                .to_string()
-                .into_bytes(),
-            reset: false,
-            delay,
-        }
-    };
-    if chance(state.reset_permille.load(Ordering::SeqCst)) {
-        reply.reset = true;
-    }
-    reply
 }
