@@ -126,6 +126,21 @@ async fn stop_cleanly(mut worker: Worker) {
     assert_eq!(code, 0, "exit code on SIGTERM; log:\n{}", worker.log_text());
 }
 
+/// `/readyz` (status, body); `None` while the worker does not answer.
+async fn readyz(env: &HashMap<String, String>) -> Option<(u16, serde_json::Value)> {
+    let r = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .ok()?
+        .get(format!("http://{}/readyz", env["HEALTH_ADDR"]))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.json().await.ok()?))
+}
+
 /// Gaps (ms) between a faulted call and the next call of the same S3 key.
 fn retry_gaps(calls: &[Call]) -> Vec<u64> {
     let mut by_key: HashMap<&str, Vec<&Call>> = HashMap::new();
@@ -289,11 +304,13 @@ async fn get_object_cut_mid_stream_resumes_at_the_offset() {
 }
 
 /// ReceiveMessage answers 500 or throttling to every call for 15 s: the worker backs off (a
-/// bounded number of calls in the window, not a tight loop) and indexes everything after.
+/// bounded number of calls in the window, not a tight loop), `/readyz` says SQS is failing, and
+/// it indexes everything after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqs_receive_errors_and_throttling_back_off_and_recover() {
     let r = Rig::new("aws-receive", 10).await;
-    let worker = Worker::spawn(&r.env(&[]), &[]);
+    let env = r.env(&[]);
+    let worker = Worker::spawn(&env, &[]);
     // Idle polling first (one long poll a second), then the fault window.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let window = Duration::from_secs(15);
@@ -307,9 +324,26 @@ async fn sqs_receive_errors_and_throttling_back_off_and_recover() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     r.put_objects("recv", 3, 100).await;
     let left = window.saturating_sub(Duration::from_millis(r.aws.state.elapsed_ms() - from));
-    tokio::time::sleep(left).await;
+    tokio::time::sleep(left.saturating_sub(Duration::from_secs(1))).await;
+    // Near the end of the window the worker says why it is not ready.
+    let (status, body) = readyz(&env).await.expect("/readyz answers");
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (503, Some("degraded")),
+        "{body}"
+    );
+    assert!(
+        body["sqs"]
+            .as_str()
+            .unwrap_or("")
+            .contains("receive_message"),
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let to = from + window.as_millis() as u64;
     let took = r.wait_settled(&worker, 300, MINUTE).await;
+    let (status, body) = readyz(&env).await.expect("/readyz answers");
+    assert_eq!(status, 200, "ready again: {body}");
     r.assert_records(300, true).await;
     r.assert_queues_empty().await;
 
@@ -423,8 +457,9 @@ async fn change_visibility_failing_during_a_long_object_is_retried() {
 }
 
 /// The worker takes its credentials from an ECS-style endpoint (sets valid 20 s, a new one every
-/// 10 s); the endpoint goes down (connections refused) until the worker's set has run out and 10 s
-/// more, with objects arriving meanwhile. The proxy would refuse a request signed with an
+/// 10 s); the endpoint goes down (connections refused) until the worker's set has run out, then
+/// answers 500 for 10 s more (the worker's tries counted: no tight loop), objects arriving
+/// meanwhile. The proxy would refuse a request signed with an
 /// expired set, as AWS does. Once the endpoint is back, the worker fetches a new set and
 /// indexes what arrived meanwhile: every record once, the queue empty.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -455,7 +490,18 @@ async fn credentials_endpoint_down_while_credentials_expire_recovers() {
     let starved_at = down_at.elapsed();
     let from = r.aws.state.elapsed_ms();
     r.put_objects("during", 3, 100).await;
+    // The rest of the outage answers 500 instead of refusing: the tries are counted there.
+    set_mode(&creds, "error").await;
+    let errors_before = creds.stats().await["errors_served"].as_u64().unwrap_or(0);
     tokio::time::sleep(Duration::from_secs(10)).await;
+    let credential_tries =
+        creds.stats().await["errors_served"].as_u64().unwrap_or(0) - errors_before;
+    let (status, body) = readyz(&env).await.expect("/readyz answers");
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (503, Some("degraded")),
+        "not ready without credentials: {body}"
+    );
     let to = r.aws.state.elapsed_ms();
     let outage = down_at.elapsed();
     set_mode(&creds, "up").await;
@@ -470,10 +516,15 @@ async fn credentials_endpoint_down_while_credentials_expire_recovers() {
     eprintln!(
         "credentials: the worker's set ran out {starved_at:?} into a {outage:?} outage; {starved} \
          AWS calls from then until the endpoint was back, {expired} refused as expired in all; \
-         the endpoint served {} sets ({} rotations); settled {took:?} after it came back",
+         {credential_tries} credential fetches answered 500 in the last 10 s of it; the endpoint \
+         served {} sets ({} rotations); settled {took:?} after it came back",
         stats["served"], stats["rotations"]
     );
     assert_eq!(starved, 0, "nothing reached AWS without credentials");
+    assert!(
+        (1..=60).contains(&credential_tries),
+        "the worker kept asking for credentials, without a tight loop ({credential_tries} tries in 10 s)"
+    );
     assert_eq!(expired, 0, "no request was signed with an expired set");
     // Credentials after the outage come from a fetch made after it.
     let after: Vec<&Call> = calls.iter().filter(|c| c.at_ms >= to).collect();
