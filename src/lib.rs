@@ -49,6 +49,7 @@ pub(crate) mod object;
 pub mod pipeline;
 pub mod progress;
 pub mod record;
+pub mod replay;
 pub mod sink;
 pub mod source;
 pub mod status;
