@@ -1,7 +1,8 @@
 //! `f4a-indexer backfill` against LocalStack's S3 and the real search node: it selects objects
 //! by the Firehose date-hour in their keys, indexes them through the service's own path (the
 //! deterministic `_id`s: a second backfill changes nothing), `--dry-run` indexes nothing, and bad
-//! flags exit 2.
+//! flags exit 2. The recovery drill ends with the dead-letter half: a broken mapping fixed, then
+//! `replay-dead-letters`.
 
 mod common;
 
@@ -366,4 +367,43 @@ async fn recovery_drill_a_deleted_cluster_comes_back_the_same_from_s3() {
         contents(&w).await == before,
         "a second backfill changes nothing"
     );
+
+    // The dead-letter half: a mapping breaks (a template that refuses unknown fields), a day
+    // of records with a new field is dead-lettered, the mapping is fixed, the replay brings
+    // them into their daily index and empties the dead-letter index.
+    let template = format!("{}-user", w.prefix);
+    w.es.user_template(&template, &w.data(), "strict").await;
+    let body: String = (0..RECORDS)
+        .map(|i| format!("{{\"@timestamp\":\"2026-11-21T09:{:02}:00.000Z\",\"message\":\"day 21 record {i}\",\"n\":{i},\"new_field\":{}}}\n", i % 60, i % 2 == 0))
+        .collect();
+    w.put_and_wait("firehose/2026/11/21/09/stream-21-9.json", body.into_bytes())
+        .await;
+    common::run_until_idle(&env, Duration::from_secs(120)).await;
+    assert_eq!(
+        w.es.count(&w.dead()).await,
+        RECORDS as u64,
+        "all dead-lettered"
+    );
+    w.es.user_template(&template, &w.data(), "true").await;
+    let out = Command::new(env!("CARGO_BIN_EXE_f4a-indexer"))
+        .arg("replay-dead-letters")
+        .env_clear()
+        .envs(&env)
+        .output()
+        .expect("run replay-dead-letters");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        w.es.count(&w.dead()).await,
+        0,
+        "the dead-letter index is empty"
+    );
+    let day21 = w.es.all_docs(&format!("{}-2026.11.21", w.prefix)).await;
+    assert_eq!(day21.len(), RECORDS, "in their daily index");
+    assert!(day21.iter().all(|d| d["_source"]["new_field"].is_boolean()));
+    assert_eq!(contents(&w).await.len(), before.len() + RECORDS);
 }

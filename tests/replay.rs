@@ -39,35 +39,10 @@ fn summary(out: &Output) -> Value {
         .unwrap_or_else(|| panic!("no summary line in {stdout}"))
 }
 
-/// A user's template over the worker's (priority 150) for this world's daily indices: fields
-/// outside the mapping are refused (`dynamic: strict`) unless `dynamic`.
+/// The strict (broken) or dynamic (fixed) mapping of this world's daily indices.
 async fn user_template(w: &World, dynamic: &str) {
-    let body = json!({
-        "index_patterns": [w.data()],
-        "priority": 500,
-        "template": {
-            "settings": {"number_of_shards": 1, "number_of_replicas": 0},
-            "mappings": {
-                "dynamic": dynamic,
-                "properties": {
-                    "@timestamp": {"type": "date"},
-                    "message": {"type": "text"},
-                    "n": {"type": "long"},
-                    "event": {"type": "object", "dynamic": true},
-                    "log": {"type": "object", "dynamic": true},
-                    "aws": {"type": "object", "dynamic": true},
-                },
-            },
-        },
-    });
-    let (status, answer) =
-        w.es.request(
-            Method::PUT,
-            &format!("/_index_template/{}-user", w.prefix),
-            Some(body),
-        )
-        .await;
-    assert_eq!(status, 200, "{answer}");
+    let name = format!("{}-user", w.prefix);
+    w.es.user_template(&name, &w.data(), dynamic).await;
 }
 
 fn exit(out: &Output) -> Option<i32> {
@@ -149,14 +124,6 @@ async fn a_fixed_mapping_brings_the_dead_letters_back_and_the_rest_keep_their_re
 
     // The fix: the template and the existing daily index take new fields.
     user_template(&w, "true").await;
-    let (status, answer) =
-        w.es.request(
-            Method::PUT,
-            &format!("/{}/_mapping", w.data()),
-            Some(json!({"dynamic": true})),
-        )
-        .await;
-    assert_eq!(status, 200, "{answer}");
 
     // Only the entries of the fixed cause: all of them come back, their entries go.
     let out = replay(
@@ -298,14 +265,6 @@ async fn an_interrupted_replay_loses_nothing_and_the_next_run_finishes_it() {
     assert_eq!(w.es.count(&w.dead()).await, RECORDS as u64, "all refused");
     let ids: Vec<String> = entries(&w).await.into_keys().collect();
     user_template(&w, "true").await;
-    let (status, answer) =
-        w.es.request(
-            Method::PUT,
-            &format!("/{}/_mapping", w.data()),
-            Some(json!({"dynamic": true})),
-        )
-        .await;
-    assert_eq!(status, 200, "{answer}");
 
     // 20 documents/s in batches of 10: about 10 s for all; stopped after 3.
     let mut slow = env.clone();
