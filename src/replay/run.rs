@@ -18,6 +18,7 @@ use anyhow::Context as _;
 use bytes::{BufMut as _, Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::entry::{self, Decoding, Hit, Replay};
 use super::{count, query, Args};
@@ -150,8 +151,10 @@ pub(crate) async fn run(
         if hits.is_empty() {
             break;
         }
-        let outcomes = page.replay(&hits).await;
-        page.settle(&hits, &outcomes).await?;
+        // One span per batch: the bulk spans of its documents nest under it.
+        let span = tracing::info_span!("replay_batch", entries = hits.len());
+        let outcomes = page.replay(&hits).instrument(span.clone()).await;
+        page.settle(&hits, &outcomes).instrument(span).await?;
         for o in &outcomes {
             tally.add(o);
             match o {
