@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use common::tool::summary;
 use common::World;
 
 const RECORDS: usize = 40;
@@ -27,19 +28,7 @@ fn records(hour: u32) -> Vec<u8> {
 }
 
 async fn backfill(env: &HashMap<String, String>, args: &[&str]) -> Output {
-    let env = env.clone();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_f4a-indexer"))
-            .arg("backfill")
-            .args(&args)
-            .env_clear()
-            .envs(&env)
-            .output()
-            .expect("run f4a-indexer backfill")
-    })
-    .await
-    .expect("join")
+    common::tool::run_tool("backfill", env, args).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -125,15 +114,6 @@ async fn backfill_indexes_the_selected_hours_once_and_a_dry_run_nothing() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-}
-
-fn summary(out: &Output) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .unwrap_or_else(|| panic!("no summary line in {stdout}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -385,12 +365,7 @@ async fn recovery_drill_a_deleted_cluster_comes_back_the_same_from_s3() {
         "all dead-lettered"
     );
     w.es.user_template(&template, &w.data(), "true").await;
-    let out = Command::new(env!("CARGO_BIN_EXE_f4a-indexer"))
-        .arg("replay-dead-letters")
-        .env_clear()
-        .envs(&env)
-        .output()
-        .expect("run replay-dead-letters");
+    let out = common::tool::run_tool("replay-dead-letters", &env, &[]).await;
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -7,36 +7,16 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
+use common::tool::summary;
 use common::World;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 async fn replay(env: &HashMap<String, String>, args: &[&str]) -> Output {
-    let env = env.clone();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_f4a-indexer"))
-            .arg("replay-dead-letters")
-            .args(&args)
-            .env_clear()
-            .envs(&env)
-            .output()
-            .expect("run f4a-indexer replay-dead-letters")
-    })
-    .await
-    .expect("join")
-}
-
-fn summary(out: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str::<Value>(l).ok())
-        .unwrap_or_else(|| panic!("no summary line in {stdout}"))
+    common::tool::run_tool("replay-dead-letters", env, args).await
 }
 
 /// The strict (broken) or dynamic (fixed) mapping of this world's daily indices.
@@ -50,7 +30,7 @@ fn exit(out: &Output) -> Option<i32> {
 }
 
 fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    common::tool::exit(out).1
 }
 
 /// The dead-letter entries by `_id`.

@@ -18,6 +18,7 @@ pub mod moto;
 pub mod proxy;
 pub mod search;
 pub mod tmux;
+pub mod tool;
 
 // Not every suite uses every item.
 #[allow(unused_imports)]
