@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod aws_tools;
+pub mod faulty;
 pub mod moto;
 pub mod proxy;
 pub mod search;
