@@ -126,6 +126,11 @@ impl Health {
         true
     }
 
+    /// Why the cluster refuses this configuration, once it did.
+    pub fn configuration_problem(&self) -> Option<String> {
+        lock(&self.configuration_problem).clone()
+    }
+
     /// The fleet state for `/readyz`.
     pub fn fleet_state(&self, state: serde_json::Value) {
         *lock(&self.fleet) = Some(state);

@@ -32,7 +32,9 @@
 //! gauges behind `/status`) and `backoff` (retry delays and policies). [`top`] is the
 //! `f4a-indexer top` client of `/status`. The one-shot tools: [`backfill`] (a bucket's
 //! listing through the same data path) and `replay` (`replay-dead-letters`), sharing [`tool`]
-//! (flags, runtime, signals, exit codes) and [`progress`] (bar or JSON lines, summary). `main.rs` parses the command line and runs
+//! (flags, runtime, signals, exit codes) and [`progress`] (bar or JSON lines, summary);
+//! [`lifecycle`] prints the ILM/ISM policy equivalent to `RETENTION_DAYS`. `main.rs` parses the
+//! command line and runs
 //! [`pipeline::run`] (or [`check::run`], the preflight of `f4a-indexer check`). `docs/design.md` states the
 //! delivery contract.
 
@@ -43,12 +45,14 @@ pub mod check;
 pub mod config;
 pub(crate) mod events;
 pub mod health;
+pub mod lifecycle;
 pub(crate) mod message;
 pub(crate) mod metrics;
 pub(crate) mod object;
 pub mod pipeline;
 pub mod progress;
 pub mod record;
+pub mod replay;
 pub mod sink;
 pub mod source;
 pub mod status;

@@ -1,7 +1,8 @@
 //! The `f4a-indexer` binary: read the configuration, start telemetry, run the pipeline until
 //! SIGTERM/SIGINT (or until idle with `--exit-when-idle`), then drain and exit 0. Subcommands:
 //! `healthcheck` (the container health check), `top` (the live view, `f4a_indexer::top`) and
-//! `backfill` (`f4a_indexer::backfill`).
+//! `backfill` (`f4a_indexer::backfill`), `replay-dead-letters` (`f4a_indexer::replay`) and
+//! `lifecycle-policy` (`f4a_indexer::lifecycle`).
 //! Exit codes: 0 stopped cleanly, 1 runtime failure, 2 bad configuration or usage.
 
 use std::process::ExitCode;
@@ -11,10 +12,12 @@ use f4a_indexer::pipeline::{self, RunOptions};
 use f4a_indexer::telemetry;
 use tokio_util::sync::CancellationToken;
 
-const USAGE: &str = "usage: f4a-indexer [--exit-when-idle] | check | healthcheck | top [--addr HOST:PORT] | backfill --bucket B [...] | --version | --help
+const USAGE: &str = "usage: f4a-indexer [--exit-when-idle] | check | healthcheck | top [--addr HOST:PORT] | backfill --bucket B [...] | replay-dead-letters [...] | lifecycle-policy [...] | --version | --help
 Configuration comes from environment variables; see README.md.
 check: try the queue, the cluster and a probe write with this configuration; exit 0 if all work.
-backfill: index a bucket's objects from a listing (f4a-indexer backfill --help).";
+backfill: index a bucket's objects from a listing (f4a-indexer backfill --help).
+replay-dead-letters: index DEAD_LETTER_INDEX's entries again once their cause is fixed (--help).
+lifecycle-policy: print the ILM/ISM policy equivalent to RETENTION_DAYS (--help).";
 
 fn main() -> ExitCode {
     let mut opts = RunOptions::default();
@@ -25,6 +28,12 @@ fn main() -> ExitCode {
     }
     if args.first().map(String::as_str) == Some("backfill") {
         return f4a_indexer::backfill::main(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("replay-dead-letters") {
+        return f4a_indexer::replay::main(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("lifecycle-policy") {
+        return f4a_indexer::lifecycle::main(&args[1..]);
     }
     for arg in args {
         match arg.as_str() {

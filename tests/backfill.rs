@@ -1,7 +1,8 @@
 //! `f4a-indexer backfill` against LocalStack's S3 and the real search node: it selects objects
 //! by the Firehose date-hour in their keys, indexes them through the service's own path (the
 //! deterministic `_id`s: a second backfill changes nothing), `--dry-run` indexes nothing, and bad
-//! flags exit 2.
+//! flags exit 2. The recovery drill ends with the dead-letter half: a broken mapping fixed, then
+//! `replay-dead-letters`.
 
 mod common;
 
@@ -9,6 +10,7 @@ use std::collections::HashMap;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use common::tool::summary;
 use common::World;
 
 const RECORDS: usize = 40;
@@ -26,19 +28,7 @@ fn records(hour: u32) -> Vec<u8> {
 }
 
 async fn backfill(env: &HashMap<String, String>, args: &[&str]) -> Output {
-    let env = env.clone();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_f4a-indexer"))
-            .arg("backfill")
-            .args(&args)
-            .env_clear()
-            .envs(&env)
-            .output()
-            .expect("run f4a-indexer backfill")
-    })
-    .await
-    .expect("join")
+    common::tool::run_tool("backfill", env, args).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -124,15 +114,6 @@ async fn backfill_indexes_the_selected_hours_once_and_a_dry_run_nothing() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-}
-
-fn summary(out: &Output) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .unwrap_or_else(|| panic!("no summary line in {stdout}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -366,4 +347,38 @@ async fn recovery_drill_a_deleted_cluster_comes_back_the_same_from_s3() {
         contents(&w).await == before,
         "a second backfill changes nothing"
     );
+
+    // The dead-letter half: a mapping breaks (a template that refuses unknown fields), a day
+    // of records with a new field is dead-lettered, the mapping is fixed, the replay brings
+    // them into their daily index and empties the dead-letter index.
+    let template = format!("{}-user", w.prefix);
+    w.es.user_template(&template, &w.data(), "strict").await;
+    let body: String = (0..RECORDS)
+        .map(|i| format!("{{\"@timestamp\":\"2026-11-21T09:{:02}:00.000Z\",\"message\":\"day 21 record {i}\",\"n\":{i},\"new_field\":{}}}\n", i % 60, i % 2 == 0))
+        .collect();
+    w.put_and_wait("firehose/2026/11/21/09/stream-21-9.json", body.into_bytes())
+        .await;
+    common::run_until_idle(&env, Duration::from_secs(120)).await;
+    assert_eq!(
+        w.es.count(&w.dead()).await,
+        RECORDS as u64,
+        "all dead-lettered"
+    );
+    w.es.user_template(&template, &w.data(), "true").await;
+    let out = common::tool::run_tool("replay-dead-letters", &env, &[]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        w.es.count(&w.dead()).await,
+        0,
+        "the dead-letter index is empty"
+    );
+    let day21 = w.es.all_docs(&format!("{}-2026.11.21", w.prefix)).await;
+    assert_eq!(day21.len(), RECORDS, "in their daily index");
+    assert!(day21.iter().all(|d| d["_source"]["new_field"].is_boolean()));
+    assert_eq!(contents(&w).await.len(), before.len() + RECORDS);
 }

@@ -66,3 +66,72 @@ fn variables_of_other_tools_and_empty_ones_are_not_refused() {
         "the worker should be running, not exit with {exited:?}"
     );
 }
+
+fn lifecycle(vars: &[(&str, &str)], args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_f4a-indexer"))
+        .arg("lifecycle-policy")
+        .args(args)
+        .env_clear()
+        .envs(vars.iter().copied())
+        .output()
+        .expect("running lifecycle-policy")
+}
+
+#[test]
+fn lifecycle_policy_prints_the_policy_of_es_index_and_the_days() {
+    let index = ("ES_INDEX", "logs-%Y.%m.%d");
+    let out = lifecycle(
+        &[index, ("RETENTION_DAYS", "30")],
+        &["--engine", "opensearch"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON body");
+    let p = &body["policy"];
+    assert_eq!(p["ism_template"][0]["index_patterns"][0], "logs-*.*.*");
+    assert_eq!(
+        p["states"][0]["transitions"][0]["conditions"]["min_index_age"],
+        "30d"
+    );
+    let how = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        how.contains("PUT _plugins/_ism/policies/f4a-retention"),
+        "{how}"
+    );
+
+    // --days wins over RETENTION_DAYS; Elasticsearch gets ILM and the variable that attaches it.
+    let out = lifecycle(
+        &[index, ("RETENTION_DAYS", "30")],
+        &[
+            "--engine",
+            "elasticsearch",
+            "--days",
+            "7",
+            "--name",
+            "logs-7d",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["policy"]["phases"]["delete"]["min_age"], "7d");
+    let how = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        how.contains("PUT _ilm/policy/logs-7d") && how.contains("ES_ILM_POLICY=logs-7d"),
+        "{how}"
+    );
+
+    // No days anywhere, an unknown engine, a bad policy name for the template: exit 2.
+    let out = lifecycle(&[index], &["--engine", "opensearch"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RETENTION_DAYS"));
+    let out = lifecycle(&[index], &["--engine", "solr", "--days", "3"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("elasticsearch, opensearch"));
+    let out = lifecycle(&[index, ("ES_ILM_POLICY", "Bad Name")], &["--days", "3"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ES_ILM_POLICY"));
+}

@@ -469,3 +469,43 @@ async fn random_keys_never_reach_the_field_limit() {
     );
     assert!(s["f4a"]["overflow"].as_str().unwrap().contains("\"k"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lifecycle_policy_asks_the_cluster_which_engine_it_is() {
+    if engine() == Engine::Osmem {
+        return; // the double says it is OpenSearch; nothing more to learn here
+    }
+    let w = World::new("lifecycle").await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_f4a-indexer"))
+        .args(["lifecycle-policy", "--days", "3"])
+        .env_clear()
+        .envs(w.env())
+        .output()
+        .expect("lifecycle-policy");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body: Value = serde_json::from_slice(&out.stdout).expect("a JSON body");
+    match engine() {
+        Engine::Elasticsearch => assert_eq!(body["policy"]["phases"]["delete"]["min_age"], "3d"),
+        _ => assert_eq!(
+            body["policy"]["ism_template"][0]["index_patterns"][0],
+            format!("{}-*.*.*", w.prefix)
+        ),
+    }
+    // Nothing answers there: it says to pass --engine, exit 1.
+    let mut env = w.env();
+    env.insert("ES_URL".into(), format!("http://127.0.0.1:{}", free_port()));
+    env.insert("ES_REQUEST_TIMEOUT_SECS".into(), "2".into());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_f4a-indexer"))
+        .args(["lifecycle-policy", "--days", "3"])
+        .env_clear()
+        .envs(env)
+        .output()
+        .expect("lifecycle-policy");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --engine"));
+}

@@ -56,6 +56,9 @@ pub struct SetupConfig {
     pub numbers: Numbers,
     pub total_fields_limit: u32,
     pub ignore_above: u32,
+    /// `ES_ILM_POLICY` (Elasticsearch): the ILM policy named in the documents' template
+    /// (`index.lifecycle.name`), for a cluster that deletes old indices itself.
+    pub ilm_policy: Option<String>,
 }
 
 /// Deleting old daily indices.
@@ -178,6 +181,20 @@ pub(super) fn cluster(
             ))
         }
     };
+    let ilm_policy = env.string("ES_ILM_POLICY");
+    if let Some(name) = &ilm_policy {
+        let ok = name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        });
+        if !ok || name.starts_with(['-', '_', '.']) {
+            return Err(err(
+                "ES_ILM_POLICY",
+                Some(name),
+                "is not a policy name",
+                "lowercase letters, digits, '-', '_' and '.', not first (e.g. f4a-retention)",
+            ));
+        }
+    }
     let setup = SetupConfig {
         mode,
         template_file,
@@ -188,6 +205,7 @@ pub(super) fn cluster(
         numbers,
         total_fields_limit: env.uint("ES_INDEX_TOTAL_FIELDS_LIMIT", 1000, 10, 100_000)? as u32,
         ignore_above: env.uint("ES_INDEX_IGNORE_ABOVE", 1024, 1, 32_766)? as u32,
+        ilm_policy,
     };
     if mode != SetupMode::Off && glob_matches(&index_glob(index), dead_letter_index) {
         return Err(err(

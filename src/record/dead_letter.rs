@@ -6,6 +6,9 @@
 //! the dead-letter index's own mapping), `f4a.stage`, `f4a.target_index` (for undecodable records the index of the object's fallback
 //! date, where a record with no timestamp of its own goes),
 //! and the provenance fields. Its `_id` is the record's, so it is idempotent too.
+//! `f4a.object.version` and `f4a.object.last_modified` say which version of the object it came
+//! from and that version's LastModified: with them `replay-dead-letters` gives a re-decoded
+//! record the `_id` and fallback `@timestamp` the service would have given it.
 
 use std::sync::Arc;
 
@@ -146,6 +149,16 @@ impl DeadLetters {
         if let Some(index) = d.target_index {
             f4a.insert("target_index".into(), Value::String(index.to_string()));
         }
+        let object = object_at(f4a, "object");
+        object.insert("version".into(), Value::String(d.obj.version.clone()));
+        object.insert(
+            "last_modified".into(),
+            Value::String(
+                d.obj
+                    .last_modified
+                    .to_rfc3339_opts(SecondsFormat::Millis, true),
+            ),
+        );
         Normalized {
             index: self.index.clone(),
             id: document_id(d.obj, d.offset, d.sub),
@@ -180,5 +193,10 @@ mod tests {
             "2026/11/24/10/obj"
         );
         assert_eq!(n.id, document_id(&ctx(), 3, None));
+        assert_eq!(n.document(&ctx())["f4a"]["object"]["version"], "etag1");
+        assert_eq!(
+            n.document(&ctx())["f4a"]["object"]["last_modified"],
+            "2026-11-20T08:00:00.000Z"
+        );
     }
 }

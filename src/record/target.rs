@@ -90,6 +90,15 @@ fn date_only(pattern: &str) -> bool {
 pub struct DocId([u8; 32]);
 
 impl DocId {
+    /// `s` if it is an id of the worker's (32 lowercase hex digits).
+    pub fn parse(s: &str) -> Option<DocId> {
+        let bytes: [u8; 32] = s.as_bytes().try_into().ok()?;
+        bytes
+            .iter()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            .then_some(DocId(bytes))
+    }
+
     pub fn as_str(&self) -> &str {
         // Only ever hex digits (see document_id).
         std::str::from_utf8(&self.0).unwrap_or_default()
@@ -155,6 +164,15 @@ mod tests {
             xxhash_rust::xxh3::xxh3_128(&key)
         };
         assert_eq!(id.as_str(), format!("{hash:032x}"));
+        assert_eq!(DocId::parse(id.as_str()), Some(id));
+        for not_ours in [
+            "",
+            "abc",
+            &id.as_str().to_uppercase(),
+            &format!("{}0", id.as_str()),
+        ] {
+            assert_eq!(DocId::parse(not_ours), None, "{not_ours:?}");
+        }
     }
 
     #[test]

@@ -35,10 +35,10 @@ use crate::record::dead_letter::{self, DeadLetters};
 const MAX_LINKS: usize = 128;
 
 /// A document the cluster refused for good, with its reason.
-struct Refused {
-    doc: Doc,
-    error_type: String,
-    reason: String,
+pub(crate) struct Refused {
+    pub(crate) doc: Doc,
+    pub(crate) error_type: String,
+    pub(crate) reason: String,
 }
 
 pub struct BulkSink {
@@ -126,6 +126,24 @@ impl BulkSink {
         {
             events::dead_letter_refused(&refusal(&doc, &error_type, &reason));
         }
+    }
+
+    /// Delivers like [`BulkSink::deliver`] (rate limiter, retries, splits) but hands back what the
+    /// cluster refused for good instead of dead-lettering it: `replay-dead-letters` keeps its
+    /// own entry of such a document, with the new reason. Every other document is settled (its
+    /// token resolved) or given up (its token dropped).
+    pub(crate) async fn deliver_returning_refused(&self, docs: Vec<Doc>) -> Vec<Refused> {
+        let refused = self.deliver_until_settled(docs).await;
+        for r in &refused {
+            events::document_refused(&refusal(&r.doc, &r.error_type, &r.reason));
+        }
+        refused
+    }
+
+    /// Waits for the rate limiter's tokens for `docs` writes of `bytes` bytes that do not go
+    /// through [`BulkSink::deliver`] (the replay's own deletes and rewrites of its entries).
+    pub(crate) async fn paced(&self, docs: usize, bytes: usize) {
+        self.limiter.acquire(docs, bytes).await;
     }
 
     /// Counts a document the cluster accepted and resolves its token.

@@ -103,6 +103,44 @@ impl Doc {
         }
     }
 
+    /// A document whose source is sent exactly as given (a refused document kept in its
+    /// dead-letter entry, replayed): `{"index":{"_id":…,"_index":…}}` (no `_id` when `id` is
+    /// `None`) and `source` on one line. The caller checks that `source` is one JSON object
+    /// without a line break (`serde_json` output never has one).
+    pub fn verbatim(
+        id: Option<&str>,
+        index: &str,
+        source: &str,
+        origin: Arc<ObjectContext>,
+        ack: AckToken,
+    ) -> Doc {
+        let mut buf = BytesMut::with_capacity(source.len() + index.len() + 64);
+        match id {
+            Some(id) => {
+                buf.extend_from_slice(b"{\"index\":{\"_id\":");
+                write_json_str(&mut buf, id);
+                buf.extend_from_slice(b",\"_index\":");
+            }
+            None => buf.extend_from_slice(b"{\"index\":{\"_index\":"),
+        }
+        write_json_str(&mut buf, index);
+        buf.extend_from_slice(b"}}\n");
+        let source_at = buf.len();
+        buf.extend_from_slice(source.as_bytes());
+        buf.extend_from_slice(b"\n");
+        Doc {
+            body: buf.freeze(),
+            source_at,
+            index: index.into(),
+            origin,
+            offset: 0,
+            sub: None,
+            dead_letter: false,
+            ack,
+            trace: None,
+        }
+    }
+
     /// The same document with op_type `create` (all a data stream accepts): a second write of
     /// its `_id` answers 409, which the sink counts as done.
     pub fn into_create(self) -> Doc {
@@ -154,6 +192,26 @@ mod tests {
             provenance: Default::default(),
             with_id: true,
         })
+    }
+
+    #[test]
+    fn verbatim_sends_the_source_as_given() {
+        let source = r#"{"z":1,"a":"x\"y","@timestamp":"2026-11-20T08:00:00.000Z"}"#;
+        let doc = Doc::verbatim(
+            Some("abc"),
+            "f4a-2026.11.20",
+            source,
+            origin(),
+            AckToken::detached(),
+        );
+        let expected = format!(
+            "{}\n{source}\n",
+            json!({"index": {"_id": "abc", "_index": "f4a-2026.11.20"}})
+        );
+        assert_eq!(std::str::from_utf8(&doc.body).unwrap(), expected);
+        assert_eq!(doc.source(), source.as_bytes());
+        let no_id = Doc::verbatim(None, "i", "{}", origin(), AckToken::detached());
+        assert_eq!(&no_id.body[..], b"{\"index\":{\"_index\":\"i\"}}\n{}\n");
     }
 
     #[test]

@@ -71,6 +71,14 @@ pub fn templates(
         }
         json!({ "index": s })
     };
+    // Only the documents' indices age out; the dead-letter index is one index, kept.
+    let document_settings = |refresh: &str| {
+        let mut s = settings(refresh);
+        if let Some(policy) = &cfg.ilm_policy {
+            s["index"]["lifecycle"] = json!({"name": policy});
+        }
+        s
+    };
     let provenance = json!({
         "@timestamp": {"type": "date"},
         "event": {"properties": {"ingested": {"type": "date"}}},
@@ -114,7 +122,7 @@ pub fn templates(
                 "index_patterns": [glob],
                 "priority": PRIORITY,
                 "template": {
-                    "settings": settings(&cfg.refresh_interval),
+                    "settings": document_settings(&cfg.refresh_interval),
                     "mappings": {
                         "date_detection": false,
                         "numeric_detection": false,

@@ -101,6 +101,17 @@ fn built_in_bodies_are_made_for_a_small_cluster() {
 }
 
 #[test]
+fn an_ilm_policy_is_named_in_the_documents_template_only() {
+    let t = built(&[("ES_ILM_POLICY", "f4a-retention")], 0);
+    let docs = &t[0].body["template"]["settings"]["index"];
+    assert_eq!(docs["lifecycle"]["name"], "f4a-retention");
+    assert!(t[1].body["template"]["settings"]["index"]["lifecycle"].is_null());
+    assert!(built(&[], 0)[0].body["template"]["settings"]["index"]["lifecycle"].is_null());
+    // Another body, another version: `ensure` puts it at the next start.
+    assert_ne!(t[0].version, built(&[], 0)[0].version);
+}
+
+#[test]
 fn bad_setup_variables_name_themselves() {
     let bad = |vars: &[(&str, &str)]| {
         crate::config::Config::from_lookup(|k| {
@@ -117,6 +128,8 @@ fn bad_setup_variables_name_themselves() {
     assert_eq!(bad(&[("ES_SETUP", "sometimes")]), "ES_SETUP");
     assert_eq!(bad(&[("ES_INDEX_CODEC", "zstd")]), "ES_INDEX_CODEC");
     assert_eq!(bad(&[("ES_INDEX_NUMBERS", "points")]), "ES_INDEX_NUMBERS");
+    assert_eq!(bad(&[("ES_ILM_POLICY", "My Policy")]), "ES_ILM_POLICY");
+    assert_eq!(bad(&[("ES_ILM_POLICY", "_x")]), "ES_ILM_POLICY");
     assert_eq!(
         bad(&[("ES_INDEX_REFRESH_INTERVAL", "30")]),
         "ES_INDEX_REFRESH_INTERVAL"

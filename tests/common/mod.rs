@@ -15,11 +15,13 @@
 
 pub mod aws_proxy;
 pub mod aws_tools;
+pub mod faulty;
 pub mod http;
 pub mod moto;
 pub mod proxy;
 pub mod search;
 pub mod tmux;
+pub mod tool;
 
 // Not every suite uses every item.
 #[allow(unused_imports)]

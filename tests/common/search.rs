@@ -186,6 +186,40 @@ impl SearchServer {
             .unwrap_or_default()
     }
 
+    /// A user's template `name` over the worker's (priority 150) for `pattern`: with `dynamic`
+    /// `"strict"` it refuses documents with fields outside its mapping (`@timestamp`, `message`,
+    /// `n` as long, and the worker's `event`, `log`, `aws`); with `"true"` it takes them, and
+    /// the indices that already match are changed to take them too (the fix of a broken mapping).
+    pub async fn user_template(&self, name: &str, pattern: &str, dynamic: &str) {
+        let body = serde_json::json!({
+            "index_patterns": [pattern],
+            "priority": 500,
+            "template": {
+                "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+                "mappings": {
+                    "dynamic": dynamic,
+                    "properties": {
+                        "@timestamp": {"type": "date"},
+                        "message": {"type": "text"},
+                        "n": {"type": "long"},
+                        "event": {"type": "object", "dynamic": true},
+                        "log": {"type": "object", "dynamic": true},
+                        "aws": {"type": "object", "dynamic": true},
+                    },
+                },
+            },
+        });
+        let path = format!("/_index_template/{name}");
+        let (status, answer) = self.request(reqwest::Method::PUT, &path, Some(body)).await;
+        assert_eq!(status, 200, "{answer}");
+        if dynamic != "strict" && !self.indices(pattern).await.is_empty() {
+            let body = serde_json::json!({"dynamic": dynamic});
+            let path = format!("/{pattern}/_mapping");
+            let (status, answer) = self.request(reqwest::Method::PUT, &path, Some(body)).await;
+            assert_eq!(status, 200, "{answer}");
+        }
+    }
+
     /// Deletes the composable index templates whose name matches `pattern` (the worker's
     /// `ES_SETUP` puts them), by name.
     pub async fn delete_templates(&self, pattern: &str) {
