@@ -534,6 +534,31 @@ async fn credentials_endpoint_down_while_credentials_expire_recovers() {
         "every call after the outage went through"
     );
     stop_cleanly(worker).await;
+
+    // The proxy's check is live: a request signed with the first set, long expired, is refused.
+    let keys: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&creds.keys_file).unwrap()).unwrap();
+    let first = &keys["credentials"][0];
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&r.aws.url)
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            first["AccessKeyId"].as_str().unwrap(),
+            first["SecretAccessKey"].as_str().unwrap(),
+            first["Token"].as_str().map(str::to_string),
+            None,
+            "expired",
+        ))
+        .load()
+        .await;
+    let err = aws_sdk_sqs::Client::new(&conf)
+        .get_queue_attributes()
+        .queue_url(&r.w.queue_url)
+        .send()
+        .await
+        .expect_err("an expired set is refused");
+    let code = aws_sdk_sqs::error::ProvideErrorMetadata::code(&err).map(str::to_string);
+    assert_eq!(code.as_deref(), Some("ExpiredToken"), "{err:?}");
 }
 
 async fn set_mode(creds: &CredentialsEndpoint, mode: &str) {

@@ -244,21 +244,33 @@ impl AwsProxyState {
     /// The access key's expiry per the keys file: `None` when valid (or not checked).
     fn expired(&self, access_key: Option<&str>) -> Option<String> {
         let path = lock(&self.expiry_keys).clone()?;
-        let text = std::fs::read_to_string(&path).ok()?;
-        let doc: serde_json::Value = serde_json::from_str(&text).ok()?;
+        // A keys file that cannot be read refuses everything: a silent pass would make the
+        // check vacuous (ecs_credentials.py replaces the file atomically).
+        let doc: serde_json::Value = match std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        {
+            Ok(doc) => doc,
+            Err(e) => return Some(format!("keys file {}: {e}", path.display())),
+        };
         let Some(key) = access_key else {
             return Some("unsigned request".into());
         };
         let entry = doc["credentials"]
-            .as_array()?
-            .iter()
-            .find(|c| c["AccessKeyId"].as_str() == Some(key));
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["AccessKeyId"].as_str() == Some(key)));
         let Some(entry) = entry else {
             return Some(format!("unknown access key {key}"));
         };
-        let exp = entry["Expiration"].as_str()?;
-        let exp = chrono::NaiveDateTime::parse_from_str(exp, "%Y-%m-%dT%H:%M:%SZ").ok()?;
-        (exp.and_utc() <= chrono::Utc::now()).then(|| format!("{key} expired at {exp}"))
+        let exp = entry["Expiration"]
+            .as_str()
+            .and_then(|e| chrono::NaiveDateTime::parse_from_str(e, "%Y-%m-%dT%H:%M:%SZ").ok());
+        match exp {
+            Some(exp) => {
+                (exp.and_utc() <= chrono::Utc::now()).then(|| format!("{key} expired at {exp}"))
+            }
+            None => Some(format!("no readable Expiration for {key}")),
+        }
     }
 }
 
