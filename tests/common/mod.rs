@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod aws_proxy;
+pub mod aws_rig;
 pub mod aws_tools;
 pub mod faulty;
 pub mod http;
