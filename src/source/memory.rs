@@ -6,10 +6,11 @@
 //! count, and a stale receipt is refused. Visibility is computed from the clock when asked, with
 //! no background task. Every call is recorded with its time ([`MemoryQueue::calls`]), and calls
 //! can be made to fail. [`MemoryStore`] holds objects by bucket and key; their bodies can be made
-//! to break at given offsets ([`MemoryStore::cut_at`]), and it counts the bytes it served.
+//! to break at given offsets ([`MemoryStore::cut_at`]), and it counts the bytes it served (the
+//! fault injection lives in `faults`).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,6 +22,10 @@ use super::{
     Body, EntryRefused, FetchError, Message, ObjectRef, ObjectStore, OpenedObject, Queue,
     QueueError, ResumeAt, ResumeError,
 };
+
+mod faults;
+
+use faults::{At, Faults};
 
 /// A call the queue received, with its (tokio) time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,19 +299,11 @@ struct StoredObject {
     last_modified: DateTime<Utc>,
 }
 
-/// The offsets where one object's body breaks next, shared by its open bodies.
-type Cuts = Arc<Mutex<Vec<u64>>>;
-
 /// An in-memory bucket store.
 #[derive(Default)]
 pub struct MemoryStore {
-    objects: Mutex<HashMap<(String, String), StoredObject>>,
-    /// Objects whose opening fails, with the reason.
-    failing: Mutex<HashMap<(String, String), String>>,
-    /// Offsets at which an object's body stream breaks, each once (shared with its bodies).
-    cuts: Mutex<HashMap<(String, String), Cuts>>,
-    /// Body bytes handed out, per object.
-    served: Arc<Mutex<HashMap<(String, String), u64>>>,
+    objects: Mutex<HashMap<At, StoredObject>>,
+    faults: Faults,
 }
 
 impl MemoryStore {
@@ -323,87 +320,32 @@ impl MemoryStore {
             etag,
             last_modified: Utc::now(),
         };
-        lock(&self.objects).insert((bucket.to_string(), key.to_string()), stored);
+        lock(&self.objects).insert(at(bucket, key), stored);
     }
 
     /// Opening `bucket`/`key` fails with `reason` until [`MemoryStore::heal`].
     pub fn fail(&self, bucket: &str, key: &str, reason: &str) {
-        lock(&self.failing).insert((bucket.to_string(), key.to_string()), reason.to_string());
+        self.faults.fail(at(bucket, key), reason);
     }
 
     pub fn heal(&self, bucket: &str, key: &str) {
-        lock(&self.failing).remove(&(bucket.to_string(), key.to_string()));
+        self.faults.heal(&at(bucket, key));
     }
 
     /// The body of `bucket`/`key` breaks (a connection reset) when a reader reaches each of
     /// `offsets`, once per offset, whichever opening of the object is being read.
     pub fn cut_at(&self, bucket: &str, key: &str, offsets: &[u64]) {
-        let mut o = offsets.to_vec();
-        o.sort_unstable();
-        lock(&self.cuts).insert(
-            (bucket.to_string(), key.to_string()),
-            Arc::new(Mutex::new(o)),
-        );
+        self.faults.cut_at(at(bucket, key), offsets);
     }
 
     /// Body bytes handed out for `bucket`/`key` over every opening.
     pub fn served(&self, bucket: &str, key: &str) -> u64 {
-        lock(&self.served)
-            .get(&(bucket.to_string(), key.to_string()))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    fn body(&self, at: &(String, String), data: Bytes, from: u64) -> Body {
-        Box::new(CutBody {
-            at: at.clone(),
-            data,
-            pos: from,
-            cuts: lock(&self.cuts).get(at).cloned().unwrap_or_default(),
-            served: self.served.clone(),
-        })
+        self.faults.served(&at(bucket, key))
     }
 }
 
-/// A stored body as a stream that breaks at the store's cut offsets and counts what it serves.
-struct CutBody {
-    at: (String, String),
-    data: Bytes,
-    pos: u64,
-    cuts: Cuts,
-    served: Arc<Mutex<HashMap<(String, String), u64>>>,
-}
-
-impl tokio::io::AsyncRead for CutBody {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let pos = self.pos;
-        let next_cut = {
-            let mut cuts = lock(&self.cuts);
-            match cuts.first().copied() {
-                Some(c) if c <= pos => {
-                    cuts.remove(0);
-                    return std::task::Poll::Ready(Err(std::io::Error::new(
-                        std::io::ErrorKind::ConnectionReset,
-                        format!("connection reset at byte {pos} (injected)"),
-                    )));
-                }
-                c => c,
-            }
-        };
-        let end = (self.data.len() as u64).min(next_cut.unwrap_or(u64::MAX));
-        let n = ((end.saturating_sub(pos)) as usize).min(buf.remaining());
-        if n > 0 {
-            let start = pos as usize;
-            buf.put_slice(&self.data[start..start + n]);
-        }
-        self.pos += n as u64;
-        *lock(&self.served).entry(self.at.clone()).or_default() += n as u64;
-        std::task::Poll::Ready(Ok(()))
-    }
+fn at(bucket: &str, key: &str) -> At {
+    (bucket.to_string(), key.to_string())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -415,11 +357,11 @@ impl ObjectStore for MemoryStore {
     async fn open(&self, obj: &ObjectRef) -> Result<OpenedObject, FetchError> {
         for key in std::iter::once(&obj.key).chain(obj.alt_key.as_ref()) {
             let at = (obj.bucket.clone(), key.clone());
-            if let Some(reason) = lock(&self.failing).get(&at) {
+            if let Some(reason) = self.faults.failure(&at) {
                 return Err(FetchError::Failed {
                     bucket: obj.bucket.clone(),
                     key: obj.key.clone(),
-                    reason: reason.clone(),
+                    reason,
                 });
             }
             if let Some(o) = lock(&self.objects).get(&at).cloned() {
@@ -429,7 +371,7 @@ impl ObjectStore for MemoryStore {
                     version_id: obj.version_id.clone(),
                     last_modified: Some(o.last_modified),
                     length: Some(o.body.len() as u64),
-                    body: self.body(&at, o.body, 0),
+                    body: self.faults.body(&at, o.body, 0),
                 });
             }
         }
@@ -441,8 +383,8 @@ impl ObjectStore for MemoryStore {
 
     async fn open_from(&self, r: &ResumeAt) -> Result<Body, ResumeError> {
         let at = (r.bucket.clone(), r.key.clone());
-        if let Some(reason) = lock(&self.failing).get(&at) {
-            return Err(ResumeError::Failed(reason.clone()));
+        if let Some(reason) = self.faults.failure(&at) {
+            return Err(ResumeError::Failed(reason));
         }
         let Some(o) = lock(&self.objects).get(&at).cloned() else {
             return Err(ResumeError::Changed("the object was deleted".into()));
@@ -450,7 +392,7 @@ impl ObjectStore for MemoryStore {
         if r.etag.as_ref().is_some_and(|e| *e != o.etag) {
             return Err(ResumeError::Changed("412 PreconditionFailed".into()));
         }
-        Ok(self.body(&at, o.body, r.offset))
+        Ok(self.faults.body(&at, o.body, r.offset))
     }
 }
 

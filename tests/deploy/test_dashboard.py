@@ -441,6 +441,31 @@ def test_histograms_are_exponential_so_percentiles_exist(cfn_template):
         assert {"p50", "p99", "Maximum"} <= stats, (name, stats)
 
 
+def test_dashboard_shows_the_fleet_budget_and_shares(cfn_template):
+    """FLEET_DOCS_PER_SEC's gauges (every `f4a.fleet.*` of src/metrics.rs) are published and on
+    the dashboard, with the budget (the FleetDocsPerSec parameter) as a line."""
+    config = template_collector_config(cfn_template)
+    fleet = {n for n in worker_metrics() if n.startswith("f4a.fleet.")}
+    assert fleet == {"f4a.fleet.live_tasks", "f4a.fleet.share", "f4a.fleet.fallback"}, fleet
+    for name in fleet:
+        assert declared_dimensions(config, name) == [[SERVICE_DIM]], name
+    shown = {r.name for r in dashboard_metrics(cfn_template) if r.namespace == NAMESPACE}
+    assert fleet <= shown, fleet - shown
+    body = dashboard(cfn_template, {"FleetDocsPerSec": "600"})
+    values = {a["label"]: a["value"] for w in metric_widgets(body) for a in w["properties"].get("annotations", {}).get("horizontal", [])}
+    assert values["FleetDocsPerSec (budget)"] == 600
+
+
+def test_every_published_worker_metric_is_on_the_dashboard_or_an_alarm(cfn_template):
+    """A selector that publishes a metric nobody looks at costs a paid metric for nothing."""
+    config = template_collector_config(cfn_template)
+    published = {m for m in worker_metrics() if declared_dimensions(config, m)}
+    used = {r.name for r in dashboard_metrics(cfn_template) if r.namespace == NAMESPACE}
+    for name, alarm in resources(cfn_template, "AWS::CloudWatch::Alarm").items():
+        used |= {r.name for r in alarm_metrics(name, alarm) if r.namespace == NAMESPACE}
+    assert published == used, published ^ used
+
+
 def test_documents_widget_shows_dropped_documents(cfn_template):
     names = {r.name for r in dashboard_metrics(cfn_template) if r.namespace == NAMESPACE}
     assert "f4a.documents.dropped" in names
