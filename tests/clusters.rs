@@ -9,6 +9,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use common::aws_rig::readyz;
 use common::aws_tools::{CredentialsEndpoint, SigV4Proxy};
 use common::*;
 use serde_json::{json, Value};
@@ -25,18 +26,6 @@ fn signed_env(
     env.insert("ES_AUTH".into(), "sigv4".into());
     env.insert("ES_AWS_SERVICE".into(), service.into());
     env
-}
-
-/// `/readyz` as JSON (status, body), or `None` while the worker does not answer.
-async fn readyz(env: &HashMap<String, String>) -> Option<(u16, Value)> {
-    let r = reqwest::Client::new()
-        .get(format!("http://{}/readyz", env["HEALTH_ADDR"]))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .ok()?;
-    let status = r.status().as_u16();
-    Some((status, r.json().await.ok()?))
 }
 
 fn n(v: &Value) -> u64 {
