@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::tool::summary;
+use common::tool::{assert_exit, summary};
 use common::World;
 
 const RECORDS: usize = 40;
@@ -57,12 +57,7 @@ async fn backfill_indexes_the_selected_hours_once_and_a_dry_run_nothing() {
     let mut dry: Vec<&str> = args.to_vec();
     dry.push("--dry-run");
     let out = backfill(&env, &dry).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0, "exit code");
     let listed = String::from_utf8_lossy(&out.stdout);
     assert!(
         listed.contains("stream-11") && listed.contains("stream-12"),
@@ -76,12 +71,7 @@ async fn backfill_indexes_the_selected_hours_once_and_a_dry_run_nothing() {
 
     for pass in 1..=2 {
         let out = backfill(&env, &args).await;
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "pass {pass}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_exit(&out, 0, &format!("pass {pass}"));
         let docs = w.es.all_docs(&w.data()).await;
         assert_eq!(
             docs.len(),
@@ -107,12 +97,7 @@ async fn backfill_indexes_the_selected_hours_once_and_a_dry_run_nothing() {
         &["--prefix", "x"][..],
     ] {
         let out = backfill(&env, bad).await;
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{bad:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_exit(&out, 2, &format!("{bad:?}"));
     }
 }
 
@@ -161,12 +146,7 @@ async fn an_interrupted_backfill_continues_from_its_checkpoint_and_sends_each_re
     let first = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();
-    assert_eq!(
-        first.status.code(),
-        Some(1),
-        "interrupted: {}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    assert_exit(&first, 1, "interrupted");
     assert!(
         checkpoint.exists(),
         "the checkpoint is kept for the next run"
@@ -180,12 +160,7 @@ async fn an_interrupted_backfill_continues_from_its_checkpoint_and_sends_each_re
         &args[1..].iter().map(String::as_str).collect::<Vec<_>>(),
     )
     .await;
-    assert_eq!(
-        second.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&second.stderr)
-    );
+    assert_exit(&second, 0, "exit code");
     let second_docs = summary(&second)["documents"].as_u64().unwrap_or(0);
     assert_eq!(
         first_docs + second_docs,
@@ -225,7 +200,7 @@ async fn via_queue_announces_each_object_once_and_the_service_indexes_them() {
         &["--bucket", &bucket, "--from", &tomorrow, "--dry-run"],
     )
     .await;
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit(&out, 0, "exit code");
     assert_eq!(
         summary(&out)["objects_selected"],
         0,
@@ -246,12 +221,7 @@ async fn via_queue_announces_each_object_once_and_the_service_indexes_them() {
         ],
     )
     .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0, "exit code");
     assert_eq!(
         w.aws
             .wait_visible(&w.queue_url, 3, Duration::from_secs(30))
@@ -329,12 +299,7 @@ async fn recovery_drill_a_deleted_cluster_comes_back_the_same_from_s3() {
         &checkpoint.to_string_lossy(),
     ];
     let out = backfill(&env, &args).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0, "exit code");
     let after = contents(&w).await;
     assert!(
         after == before,
@@ -342,7 +307,7 @@ async fn recovery_drill_a_deleted_cluster_comes_back_the_same_from_s3() {
     );
 
     let out = backfill(&env, &args).await;
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit(&out, 0, "exit code");
     assert!(
         contents(&w).await == before,
         "a second backfill changes nothing"
@@ -366,12 +331,7 @@ async fn recovery_drill_a_deleted_cluster_comes_back_the_same_from_s3() {
     );
     w.es.user_template(&template, &w.data(), "true").await;
     let out = common::tool::run_tool("replay-dead-letters", &env, &[]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0, "exit code");
     assert_eq!(
         w.es.count(&w.dead()).await,
         0,

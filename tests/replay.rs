@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::process::Output;
 use std::time::Duration;
 
-use common::tool::summary;
+use common::tool::{assert_exit, summary};
 use common::World;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -23,14 +23,6 @@ async fn replay(env: &HashMap<String, String>, args: &[&str]) -> Output {
 async fn user_template(w: &World, dynamic: &str) {
     let name = format!("{}-user", w.prefix);
     w.es.user_template(&name, &w.data(), dynamic).await;
-}
-
-fn exit(out: &Output) -> Option<i32> {
-    out.status.code()
-}
-
-fn stderr(out: &Output) -> String {
-    common::tool::exit(out).1
 }
 
 /// The dead-letter entries by `_id`.
@@ -93,7 +85,7 @@ async fn a_fixed_mapping_brings_the_dead_letters_back_and_the_rest_keep_their_re
 
     // A dry run counts and changes nothing.
     let out = replay(&env, &["--dry-run"]).await;
-    assert_eq!(exit(&out), Some(0), "{}", stderr(&out));
+    assert_exit(&out, 0, "exit code");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains(r#"{"entries":10,"error_type":"strict_dynamic_mapping_exception"}"#),
@@ -116,7 +108,7 @@ async fn a_fixed_mapping_brings_the_dead_letters_back_and_the_rest_keep_their_re
         ],
     )
     .await;
-    assert_eq!(exit(&out), Some(0), "{}", stderr(&out));
+    assert_exit(&out, 0, "exit code");
     let s = summary(&out);
     assert_eq!(
         (s["replayed"].as_u64(), s["summary"].as_str()),
@@ -175,7 +167,7 @@ async fn a_fixed_mapping_brings_the_dead_letters_back_and_the_rest_keep_their_re
     };
     for run in 1..=2u64 {
         let out = replay(&raised, &[]).await;
-        assert_eq!(exit(&out), Some(1), "run {run}: {}", stderr(&out));
+        assert_exit(&out, 1, &format!("run {run}"));
         let s = summary(&out);
         assert_eq!(s["refused_again"], 3, "run {run}: {s}");
         assert_eq!(s["unreplayable"], 1, "run {run}: {s}");
@@ -222,7 +214,7 @@ async fn a_fixed_mapping_brings_the_dead_letters_back_and_the_rest_keep_their_re
         &["--bogus"][..],
     ] {
         let out = replay(&env, bad).await;
-        assert_eq!(exit(&out), Some(2), "{bad:?}: {}", stderr(&out));
+        assert_exit(&out, 2, &format!("{bad:?}"));
     }
 }
 
@@ -281,7 +273,7 @@ async fn an_interrupted_replay_loses_nothing_and_the_next_run_finishes_it() {
     }
 
     let out = replay(&env, &[]).await;
-    assert_eq!(exit(&out), Some(0), "{}", stderr(&out));
+    assert_exit(&out, 0, "exit code");
     assert_eq!(
         w.es.count(&w.data()).await,
         RECORDS as u64,

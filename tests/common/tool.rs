@@ -33,10 +33,12 @@ pub fn summary(out: &Output) -> Value {
         .unwrap_or_else(|| panic!("no summary line in {stdout}"))
 }
 
-/// The exit code, and stderr for the message of a failed assertion.
-pub fn exit(out: &Output) -> (Option<i32>, String) {
-    (
+/// Asserts that the tool exited with `code`; a failure shows `what` and the tool's stderr.
+pub fn assert_exit(out: &Output, code: i32, what: &str) {
+    assert_eq!(
         out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        Some(code),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
