@@ -65,7 +65,7 @@ pub(super) fn add_provenance(fields: &mut Map<String, Value>, obj: &ObjectContex
 }
 
 /// The object at `map[key]`, created if absent; a non-object there moves to `map[key].value`.
-pub(super) fn object_at<'a>(
+pub(crate) fn object_at<'a>(
     map: &'a mut Map<String, Value>,
     key: &str,
 ) -> &'a mut Map<String, Value> {

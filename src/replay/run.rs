@@ -28,6 +28,7 @@ use crate::config::{Config, DocumentIds, IndexMode};
 use crate::health::Health;
 use crate::pipeline::Wings;
 use crate::progress::Progress;
+use crate::record::provenance::object_at;
 use crate::record::{DeadLetters, Limits, Normalizer, ObjectContext};
 use crate::sink::admin::ClusterAdmin;
 use crate::sink::bulk::BulkSink;
@@ -442,17 +443,4 @@ fn chunks(docs: Vec<Doc>, (max_docs, max_bytes): (usize, usize)) -> Vec<Vec<Doc>
 fn put_line(buf: &mut BytesMut, v: &Value) {
     let _ = serde_json::to_writer(buf.writer(), v);
     buf.put_u8(b'\n');
-}
-
-fn object_at<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
-    let slot = map
-        .entry(key.to_string())
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !slot.is_object() {
-        *slot = Value::Object(Map::new());
-    }
-    match slot {
-        Value::Object(m) => m,
-        _ => unreachable!("slot was just made an object"),
-    }
 }
